@@ -1,0 +1,56 @@
+"""multimode_export: train, eval and serve graphs of an Estimator in one SavedModel.
+
+    import multimode_export
+    path = multimode_export.export_all_saved_models(
+        estimator, '/tmp/export', {
+            tf.estimator.ModeKeys.TRAIN: train_receiver_fn,
+            tf.estimator.ModeKeys.EVAL: eval_receiver_fn,
+            tf.estimator.ModeKeys.PREDICT: serving_receiver_fn,
+        })
+
+or, for your own Estimator class,
+`class MyEstimator(multimode_export.MultiModeExportMixin, tf.estimator.Estimator)`.
+"""
+
+from multimode_export import _compat
+
+_compat.check_tensorflow()
+
+# pylint: disable=g-import-not-at-top,g-bad-import-order
+from multimode_export.errors import AssetsExtraError
+from multimode_export.errors import CheckpointNotFoundError
+from multimode_export.errors import CheckpointReadError
+from multimode_export.errors import Error
+from multimode_export.errors import ExportDirError
+from multimode_export.errors import ExportError
+from multimode_export.errors import InvalidModeError
+from multimode_export.errors import MissingVariablesError
+from multimode_export.errors import ModelFnError
+from multimode_export.errors import PublishError
+from multimode_export.errors import ReceiverError
+from multimode_export.errors import VariableMismatchError
+from multimode_export.errors import VerificationError
+from multimode_export.export import export_all_saved_models
+from multimode_export.mixin import MultiModeExportMixin
+from multimode_export.modes import choose_variables_carrier
+
+__version__ = '0.1.0'
+
+__all__ = (
+    'AssetsExtraError',
+    'CheckpointNotFoundError',
+    'CheckpointReadError',
+    'Error',
+    'ExportDirError',
+    'ExportError',
+    'InvalidModeError',
+    'MissingVariablesError',
+    'ModelFnError',
+    'MultiModeExportMixin',
+    'PublishError',
+    'ReceiverError',
+    'VariableMismatchError',
+    'VerificationError',
+    'choose_variables_carrier',
+    'export_all_saved_models',
+)

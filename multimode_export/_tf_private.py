@@ -1,0 +1,103 @@
+"""Every use of a private or semi-public TensorFlow / estimator name.
+
+Nothing else in the package imports from `tensorflow.python` or
+`tensorflow_estimator.python`, or touches an underscore attribute of an
+Estimator. Each entry says the versions it was checked against; the test
+`tests/tf_private_test.py` fails loudly when one disappears.
+
+Checked against: tensorflow 2.15.1 with tensorflow-estimator 2.15.0, and the
+same names exist in 2.13 and 2.14.
+"""
+
+import contextlib
+from typing import Any, Optional
+
+import tensorflow as tf
+
+# Semi-public export helpers: the estimator's own "export_lib" re-exports them
+# from tensorflow.python.saved_model.model_utils (2.13-2.15).
+from tensorflow_estimator.python.estimator.export import export_lib
+# tf.train.Checkpoint used as a Scaffold saver must be turned into a
+# name-based Saver over its frozen saveables (2.13-2.15).
+from tensorflow.python.checkpoint import checkpoint as _trackable_util
+from tensorflow.python.checkpoint import graph_view as _graph_view
+# The collection the SavedModel loaders read the train op from; it has no
+# public name in tf.compat.v1.saved_model (2.13-2.15).
+from tensorflow.python.saved_model import constants as _saved_model_constants
+# Running the raw checkpoint I/O ops eagerly even when the caller disabled v2
+# behaviour (2.13-2.15).
+from tensorflow.python.eager import context as _context
+
+EXPORT_TAG_MAP = export_lib.EXPORT_TAG_MAP
+export_outputs_for_mode = export_lib.export_outputs_for_mode
+build_all_signature_defs = export_lib.build_all_signature_defs
+SupervisedInputReceiver = export_lib.SupervisedInputReceiver
+UnsupervisedInputReceiver = export_lib.UnsupervisedInputReceiver
+ServingInputReceiver = export_lib.ServingInputReceiver
+TensorServingInputReceiver = export_lib.TensorServingInputReceiver
+TRAIN_OP_KEY = _saved_model_constants.TRAIN_OP_KEY
+
+# Names the test checks, as (object, attribute) pairs resolved lazily.
+ESTIMATOR_PRIVATE_ATTRIBUTES = (
+    '_call_model_fn',
+    '_create_and_assert_global_step',
+    '_config',
+    '_session_config',
+    '_warm_start_settings',
+)
+
+
+def call_model_fn(estimator: Any, features, labels, mode: str):
+  """Calls the estimator's model_fn the way Estimator itself does.
+
+  `Estimator._call_model_fn` passes only the arguments the model_fn accepts
+  (labels, mode, params, config) and validates the returned EstimatorSpec.
+  Checked against tensorflow-estimator 2.13-2.15.
+  """
+  return estimator._call_model_fn(  # pylint: disable=protected-access
+      features=features, labels=labels, mode=mode, config=estimator.config)
+
+
+def create_global_step(estimator: Any, graph: tf.Graph):
+  """Creates the global step the way the estimator would (2.13-2.15)."""
+  return estimator._create_and_assert_global_step(graph)  # pylint: disable=protected-access
+
+
+def random_seed(estimator: Any) -> Optional[int]:
+  """The estimator's graph-level random seed (RunConfig.tf_random_seed)."""
+  return estimator._config.tf_random_seed  # pylint: disable=protected-access
+
+
+def session_config(estimator: Any):
+  """The estimator's tf.compat.v1.ConfigProto, or None (2.13-2.15)."""
+  return estimator._session_config  # pylint: disable=protected-access
+
+
+def warm_start_checkpoint(estimator: Any) -> Optional[str]:
+  """The warm-start checkpoint path or directory, or None (2.13-2.15)."""
+  settings = estimator._warm_start_settings  # pylint: disable=protected-access
+  if settings is None:
+    return None
+  return settings.ckpt_to_initialize_from
+
+
+def is_object_checkpoint(saver: Any) -> bool:
+  """Whether a Scaffold saver is an object-based `tf.train.Checkpoint`."""
+  return isinstance(saver, _trackable_util.Checkpoint)
+
+
+def saver_for_object_checkpoint(checkpoint: Any) -> tf.compat.v1.train.Saver:
+  """A name-based sharded Saver over a Checkpoint's frozen saveables.
+
+  This is how Estimator saves and restores a `tf.train.Checkpoint` given as
+  `Scaffold(saver=...)`, so the checkpoint keys match (2.13-2.15).
+  """
+  saveables = _graph_view.ObjectGraphView(checkpoint).frozen_saveable_objects()
+  return tf.compat.v1.train.Saver(var_list=saveables, sharded=True)
+
+
+@contextlib.contextmanager
+def eager_mode():
+  """Runs the enclosed ops eagerly, also under disable_v2_behavior()."""
+  with _context.eager_mode():
+    yield

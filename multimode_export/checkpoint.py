@@ -1,0 +1,142 @@
+"""Finding the checkpoint to export and reading its metadata.
+
+Only the checkpoint's index is read here (keys, dtypes, shapes, shard
+files); no tensor value is loaded.
+"""
+
+import dataclasses
+import os
+import re
+from typing import Dict, Optional, Tuple
+
+import tensorflow as tf
+
+from multimode_export import _tf_private
+from multimode_export import errors
+from multimode_export import saver_spec
+
+_DATA_SUFFIX = re.compile(r'\.data-(\d{5})-of-(\d{5})$')
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointInfo:
+  """A readable checkpoint and what it holds.
+
+  Attributes:
+    prefix: the checkpoint prefix, e.g. '/m/model.ckpt-100'.
+    variables: key -> (dtype name, full shape).
+    files: the index and data shard paths (V2 format), index first; empty
+      for a V1-format checkpoint.
+  """
+  prefix: str
+  variables: Dict[str, Tuple[str, Tuple[int, ...]]]
+  files: Tuple[str, ...]
+
+  @property
+  def total_bytes(self) -> int:
+    return sum(tf.io.gfile.stat(f).length for f in self.files)
+
+
+def _as_str(path) -> str:
+  path = os.fspath(path)
+  return path.decode('utf-8') if isinstance(path, bytes) else path
+
+
+def _exists(prefix: str) -> bool:
+  return (tf.io.gfile.exists(prefix + '.index') or
+          (tf.io.gfile.exists(prefix) and not tf.io.gfile.isdir(prefix)))
+
+
+def resolve(estimator, checkpoint_path=None) -> str:
+  """The checkpoint prefix to export, following the stock export's rules.
+
+  Args:
+    estimator: the Estimator being exported.
+    checkpoint_path: a prefix or a directory (str, bytes or PathLike), or
+      None for the latest checkpoint in `model_dir`, falling back to the
+      warm-start checkpoint.
+
+  Returns:
+    A checkpoint prefix that exists.
+
+  Raises:
+    errors.CheckpointNotFoundError: naming every place looked at.
+  """
+  searched = []
+  candidates = []
+  if checkpoint_path is not None and _as_str(checkpoint_path):
+    candidates.append(_as_str(checkpoint_path))
+  else:
+    candidates.append(estimator.model_dir)
+    warm = _tf_private.warm_start_checkpoint(estimator)
+    if warm:
+      candidates.append(_as_str(warm))
+  for candidate in candidates:
+    searched.append(candidate)
+    if tf.io.gfile.isdir(candidate):
+      latest = tf.train.latest_checkpoint(candidate)
+      if latest and _exists(latest):
+        return latest
+    elif _exists(candidate):
+      return candidate
+  raise errors.CheckpointNotFoundError(searched)
+
+
+def read(prefix: str) -> CheckpointInfo:
+  """Reads a checkpoint's index: its keys, dtypes, shapes and files.
+
+  Raises:
+    errors.CheckpointReadError: if the index is unreadable or a data shard is
+      missing or shorter than the index says.
+  """
+  try:
+    reader = tf.train.load_checkpoint(prefix)
+    shapes = reader.get_variable_to_shape_map()
+    dtypes = reader.get_variable_to_dtype_map()
+  except (tf.errors.OpError, ValueError) as e:
+    raise errors.CheckpointReadError(prefix, str(e).strip()) from e
+  variables = {k: (dtypes[k].name, tuple(shapes[k])) for k in shapes}
+  files: Tuple[str, ...] = ()
+  if tf.io.gfile.exists(prefix + '.index'):
+    files = (prefix + '.index',) + _data_files(prefix)
+  return CheckpointInfo(prefix, variables, files)
+
+
+def _data_files(prefix: str) -> Tuple[str, ...]:
+  found = {}
+  for path in tf.io.gfile.glob(prefix + '.data-*-of-*'):
+    match = _DATA_SUFFIX.search(path)
+    if match:
+      found.setdefault(int(match.group(2)), []).append(path)
+  if not found:
+    raise errors.CheckpointReadError(prefix, 'no data file next to the index')
+  count = max(found)
+  shards = sorted(found[count])
+  if len(shards) != count:
+    raise errors.CheckpointReadError(
+        prefix, f'expected {count} data shards, found {len(shards)}')
+  return tuple(shards)
+
+
+def check_mode_variables(mode: str, needed: Dict[str, saver_spec.VariableSpec],
+                         checkpoint: CheckpointInfo) -> None:
+  """Checks from metadata that `checkpoint` has what `mode`'s graph restores.
+
+  Raises:
+    errors.MissingVariablesError: keys the graph restores are not there.
+    errors.VariableMismatchError: a key's dtype or shape differs.
+  """
+  missing = [k for k in needed if k not in checkpoint.variables]
+  if missing:
+    raise errors.MissingVariablesError(mode, missing, checkpoint.prefix)
+  for name, spec in sorted(needed.items()):
+    dtype, shape = checkpoint.variables[name]
+    if spec.dtype != dtype or (spec.shape is not None and spec.shape != shape):
+      raise errors.VariableMismatchError(
+          mode, name, (spec.dtype, spec.shape), (dtype, shape),
+          checkpoint.prefix)
+
+
+def optional_str(path) -> Optional[str]:
+  """`path` as str, or None."""
+  return None if path is None else _as_str(path)

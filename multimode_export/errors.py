@@ -1,0 +1,188 @@
+"""Exceptions raised by multimode_export.
+
+Every exception names the value that caused it and carries that value as an
+attribute, so callers can react without parsing messages. Bad arguments raise
+the built-in `ValueError` / `TypeError` (or a subclass of them defined here);
+failures while exporting raise a subclass of `ExportError`.
+
+Several export errors also derive from `ValueError`, because the stock
+`Estimator.experimental_export_all_saved_models` raised `ValueError` in the
+same situations and existing callers may catch it.
+"""
+
+from typing import Iterable, Optional, Sequence
+
+
+class Error(Exception):
+  """Base class of every exception this package defines."""
+
+
+class ExportError(Error):
+  """An export could not be completed; nothing was published."""
+
+
+class InvalidModeError(Error, ValueError):
+  """A key of the receiver map is not a `tf.estimator.ModeKeys` value.
+
+  Attributes:
+    mode: the offending key.
+  """
+
+  def __init__(self, mode: object):
+    self.mode = mode
+    hint = ''
+    if isinstance(mode, str) and mode.lower() in ('predict', 'serve',
+                                                  'serving', 'prediction'):
+      hint = (" (ModeKeys.PREDICT is the string 'infer': use "
+              'tf.estimator.ModeKeys.PREDICT as the key)')
+    super().__init__(
+        f'input_receiver_fn_map: expected keys among '
+        f"tf.estimator.ModeKeys ('train', 'eval', 'infer'), got {mode!r}{hint}")
+
+
+class ReceiverError(ExportError, TypeError):
+  """A receiver fn is not callable, raised, or returned the wrong type.
+
+  Attributes:
+    mode: the mode whose receiver fn is at fault.
+    receiver_fn: the receiver fn.
+  """
+
+  def __init__(self, message: str, mode: str, receiver_fn: object):
+    self.mode = mode
+    self.receiver_fn = receiver_fn
+    super().__init__(message)
+
+
+class ModelFnError(ExportError, ValueError):
+  """The estimator's model_fn failed or returned an unusable spec for a mode.
+
+  Attributes:
+    mode: the mode being built.
+  """
+
+  def __init__(self, message: str, mode: str):
+    self.mode = mode
+    super().__init__(message)
+
+
+class CheckpointNotFoundError(ExportError, ValueError):
+  """No checkpoint to export from.
+
+  Attributes:
+    searched: the places that were looked at, in order.
+  """
+
+  def __init__(self, searched: Sequence[str]):
+    self.searched = tuple(searched)
+    super().__init__(
+        'Could not find a checkpoint to export; looked at: ' +
+        ', '.join(repr(s) for s in self.searched))
+
+
+class CheckpointReadError(ExportError, ValueError):
+  """A checkpoint exists but cannot be read (truncated, corrupt, wrong format).
+
+  Attributes:
+    checkpoint_path: the checkpoint prefix.
+  """
+
+  def __init__(self, checkpoint_path: str, reason: str):
+    self.checkpoint_path = checkpoint_path
+    super().__init__(f'Cannot read checkpoint {checkpoint_path!r}: {reason}')
+
+
+class MissingVariablesError(ExportError, ValueError):
+  """The checkpoint lacks variables a mode's graph needs.
+
+  Attributes:
+    mode: the mode whose graph needs them.
+    names: the missing checkpoint keys, sorted.
+    checkpoint_path: the checkpoint prefix.
+  """
+
+  def __init__(self, mode: str, names: Iterable[str], checkpoint_path: str):
+    self.mode = mode
+    self.names = tuple(sorted(names))
+    self.checkpoint_path = checkpoint_path
+    shown = ', '.join(self.names[:20])
+    more = f' and {len(self.names) - 20} more' if len(self.names) > 20 else ''
+    super().__init__(
+        f'Mode {mode!r} needs variables that checkpoint {checkpoint_path!r} '
+        f'does not have: {shown}{more}. Make sure the model_fn does not create '
+        'variables in this mode that training never saved.')
+
+
+class VariableMismatchError(ExportError, ValueError):
+  """A checkpoint variable has a different shape or dtype than a graph needs.
+
+  Attributes:
+    mode: the mode whose graph needs the variable.
+    name: the checkpoint key.
+    expected: (dtype name, shape) the graph needs.
+    actual: (dtype name, shape) the checkpoint holds.
+    checkpoint_path: the checkpoint prefix.
+  """
+
+  def __init__(self, mode: str, name: str, expected: tuple, actual: tuple,
+               checkpoint_path: str):
+    self.mode = mode
+    self.name = name
+    self.expected = expected
+    self.actual = actual
+    self.checkpoint_path = checkpoint_path
+    super().__init__(
+        f'Variable {name!r} of mode {mode!r}: expected dtype/shape '
+        f'{expected[0]}{list(expected[1]) if expected[1] is not None else "?"}'
+        f', checkpoint {checkpoint_path!r} has '
+        f'{actual[0]}{list(actual[1]) if actual[1] is not None else "?"}')
+
+
+class AssetsExtraError(ExportError, ValueError):
+  """An `assets_extra` entry is unsafe or its source is missing.
+
+  Attributes:
+    destination: the offending destination key.
+    source: its source path.
+  """
+
+  def __init__(self, message: str, destination: object, source: object):
+    self.destination = destination
+    self.source = source
+    super().__init__(message)
+
+
+class ExportDirError(ExportError, ValueError):
+  """The export directory base (or an explicit target) cannot be used.
+
+  Attributes:
+    path: the offending path.
+  """
+
+  def __init__(self, message: str, path: str):
+    self.path = path
+    super().__init__(message)
+
+
+class PublishError(ExportError):
+  """Writing or publishing the export failed; the staging data was removed.
+
+  Attributes:
+    export_dir_base: where the export was going.
+  """
+
+  def __init__(self, message: str, export_dir_base: str):
+    self.export_dir_base = export_dir_base
+    super().__init__(message)
+
+
+class VerificationError(ExportError):
+  """An export failed verification before it was published.
+
+  Attributes:
+    report: the `VerifyReport` with the failed checks, or None.
+  """
+
+  def __init__(self, message: str, report: Optional[object] = None):
+    self.report = report
+    super().__init__(message)

@@ -1,0 +1,228 @@
+"""`export_all_saved_models`: one SavedModel with a MetaGraphDef per mode.
+
+The steps, each in its own module:
+1. validate every argument (`modes`, `assets_extra`, `checkpoint`);
+2. build each mode's graph (`mode_graph`), carrier first;
+3. check from checkpoint metadata that every graph can restore;
+4. write into a staging directory (`saved_model_writer`) and publish it
+   atomically as a new version (`publish`).
+Nothing is written before step 4, and a failure in step 4 removes the
+staging directory.
+"""
+
+import dataclasses
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+
+import tensorflow as tf
+from absl import logging
+
+from multimode_export import assets_extra as assets_extra_lib
+from multimode_export import checkpoint as checkpoint_lib
+from multimode_export import errors
+from multimode_export import filesystem
+from multimode_export import mode_graph
+from multimode_export import modes as modes_lib
+from multimode_export import publish
+from multimode_export import saved_model_writer
+from multimode_export import _tf_private
+
+ReceiverMap = Mapping[str, Callable[[], object]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportPlan:
+  """Everything validated and built, before any file is written.
+
+  Attributes:
+    export_dir_base: where versions are published.
+    graphs: built ModeGraphs, the variables carrier first.
+    checkpoint: the checkpoint the variables come from.
+    assets: asset name -> source file for `assets/`.
+    assets_extra: normalized destination -> source for `assets.extra/`.
+  """
+  export_dir_base: str
+  graphs: Sequence[mode_graph.ModeGraph]
+  checkpoint: checkpoint_lib.CheckpointInfo
+  assets: Dict[str, str]
+  assets_extra: Dict[str, str]
+
+
+def _as_dir(value, argument: str) -> str:
+  try:
+    path = filesystem.as_str(value)
+  except TypeError as e:
+    raise TypeError(f'{argument}: expected str, bytes or os.PathLike, got '
+                    f'{type(value).__name__}') from e
+  if not path:
+    raise ValueError(f'{argument}: expected a non-empty path, got {value!r}')
+  return path
+
+
+def _check_tags(tags: Optional[Mapping[str, Iterable[str]]],
+                modes: Iterable[str]) -> None:
+  if tags is None:
+    return
+  for mode, tag_set in tags.items():
+    if mode not in modes_lib.MODE_ORDER:
+      raise errors.InvalidModeError(mode)
+    if isinstance(tag_set, str) or not tag_set or not all(
+        isinstance(t, str) and t for t in tag_set):
+      raise ValueError(f'tags[{mode!r}]: expected a non-empty list of tag '
+                       f'strings, got {tag_set!r}')
+  used = [frozenset(modes_lib.tags_for(m, tags)) for m in modes]
+  if len(set(used)) != len(used):
+    raise ValueError(f'tags: every exported mode needs a distinct tag set, got '
+                     f'{[sorted(u) for u in used]}')
+
+
+def plan_export(estimator, export_dir_base, input_receiver_fn_map: ReceiverMap,
+                *, assets_extra=None, checkpoint_path=None,
+                strip_default_attrs: bool = False, clear_devices: bool = False,
+                tags: Optional[Mapping[str, Iterable[str]]] = None
+               ) -> ExportPlan:
+  """Validates the arguments and builds every mode's graph; writes nothing.
+
+  Raises:
+    See `export_all_saved_models`.
+  """
+  if not isinstance(estimator, tf.estimator.Estimator):
+    raise TypeError('estimator: expected a tf.estimator.Estimator, got '
+                    f'{type(estimator).__name__}')
+  base = _as_dir(export_dir_base, 'export_dir_base')
+  receivers = modes_lib.normalize_receiver_map(input_receiver_fn_map)
+  _check_tags(tags, receivers)
+  extra = assets_extra_lib.normalize(assets_extra)
+  publish.check_export_dir_base(base)
+  if checkpoint_path is not None:
+    checkpoint_path = _as_dir(checkpoint_path, 'checkpoint_path')
+  checkpoint = checkpoint_lib.read(
+      checkpoint_lib.resolve(estimator, checkpoint_path))
+
+  assets = mode_graph.AssetTable()
+  graphs: List[mode_graph.ModeGraph] = []
+  for mode, receiver_fn in receivers.items():
+    logging.info('Building the %s graph', mode)
+    graphs.append(mode_graph.build_mode_graph(
+        estimator, mode, receiver_fn, tags=modes_lib.tags_for(mode, tags),
+        assets=assets, strip_default_attrs=strip_default_attrs,
+        clear_devices=clear_devices))
+  saved_model_writer.check_against_checkpoint(graphs, checkpoint)
+  saved_model_writer.check_asset_sources(assets.files)
+  return ExportPlan(base, tuple(graphs), checkpoint, assets.files, extra)
+
+
+def write_plan(plan: ExportPlan, graphs: Sequence[mode_graph.ModeGraph],
+               export_dir_base: str, options: saved_model_writer.WriteOptions,
+               verify: bool = False) -> str:
+  """Stages one SavedModel of `graphs` and publishes it under the base.
+
+  Returns:
+    The published version directory.
+
+  Raises:
+    errors.PublishError: writing failed (the staging data is removed).
+    errors.VerificationError: `verify` was set and the export failed it.
+  """
+  publish.remove_stale_staging(export_dir_base)
+  with publish.open_staging(export_dir_base) as staging:
+    try:
+      saved_model_writer.write_saved_model(
+          staging.path, graphs, plan.checkpoint, plan.assets,
+          plan.assets_extra, options)
+    except errors.Error:
+      raise
+    except (OSError, tf.errors.OpError) as e:
+      raise errors.PublishError(
+          f'writing the export under {export_dir_base!r} failed: '
+          f'{type(e).__name__}: {e}', export_dir_base) from e
+    if verify:
+      from multimode_export import verify as verify_lib  # pylint: disable=g-import-not-at-top
+      report = verify_lib.verify(staging.path)
+      if not report.ok:
+        raise errors.VerificationError(
+            f'the export failed verification, not published:\n{report}',
+            report)
+    return staging.publish()
+
+
+def export_all_saved_models(
+    estimator,
+    export_dir_base,
+    input_receiver_fn_map: ReceiverMap,
+    assets_extra: Optional[Mapping] = None,
+    as_text: bool = False,
+    checkpoint_path=None,
+    strip_default_attrs: bool = False,
+    *,
+    allow_links: bool = True,
+    clear_devices: bool = False,
+    tags: Optional[Mapping[str, Iterable[str]]] = None,
+    verify: bool = False,
+) -> str:
+  """Exports one SavedModel with a MetaGraphDef for each requested mode.
+
+  For each mode in `input_receiver_fn_map` (in the order TRAIN, EVAL,
+  PREDICT), a fresh graph is built: the receiver fn gives the features (and
+  labels for TRAIN and EVAL), the estimator's model_fn is called in that
+  mode, and its signatures, saver, train op and main op are recorded. The
+  graphs share one `variables/`, taken from the checkpoint: the entries the
+  first graph's saver restores (TRAIN, else EVAL, else PREDICT), plus any
+  another graph needs. The variables come from the checkpoint files directly
+  (linked, copied or streamed), not through a Session.
+
+  The export is staged in a hidden directory and published as
+  `<export_dir_base>/<version>` only when complete; on any error nothing is
+  published and the staging data is removed.
+
+  Args:
+    estimator: a `tf.estimator.Estimator` (any subclass, canned or not).
+    export_dir_base: directory (str, bytes or os.PathLike) in which a new
+      numbered version directory is created.
+    input_receiver_fn_map: `tf.estimator.ModeKeys` value -> a function of no
+      arguments returning the mode's InputReceiver: a
+      `SupervisedInputReceiver` (or `UnsupervisedInputReceiver`) for TRAIN and
+      EVAL, a `ServingInputReceiver` / `TensorServingInputReceiver` for
+      PREDICT.
+    assets_extra: optional dict of destination (relative to `assets.extra/`)
+      -> source file.
+    as_text: write `saved_model.pbtxt` instead of `saved_model.pb`.
+    checkpoint_path: checkpoint prefix or directory to export; by default
+      the latest in `model_dir`, else the warm-start checkpoint.
+    strip_default_attrs: remove default-valued attributes from the graphs
+      (smaller, and readable by older TensorFlow consumers).
+    allow_links: let `variables/` reflink or hard-link the checkpoint files
+      when they hold exactly what is needed (local filesystems only).
+    clear_devices: drop device placements, for serving on another machine.
+    tags: optional mode -> tag set, replacing the default tags
+      (`train`, `eval`, `serve`).
+    verify: load and run every tag set (see `multimode_export.verify`) before
+      publishing; raise `VerificationError` instead of publishing on failure.
+
+  Returns:
+    The path of the new export directory, as `str`.
+
+  Raises:
+    TypeError: `estimator`, a path or `assets_extra` has the wrong type.
+    ValueError: the receiver map is empty or `tags` is malformed.
+    InvalidModeError: a key of the receiver map is not a ModeKeys value.
+    ReceiverError: a receiver fn is not callable, raises, or returns the
+      wrong kind of receiver.
+    ModelFnError: the model_fn fails in a mode.
+    AssetsExtraError: an `assets_extra` entry escapes `assets.extra/` or its
+      source is missing.
+    ExportDirError: `export_dir_base` is a file or not writable.
+    CheckpointNotFoundError: no checkpoint was found.
+    CheckpointReadError: the checkpoint is unreadable.
+    MissingVariablesError, VariableMismatchError: the checkpoint does not
+      hold what a mode's graph restores.
+    PublishError: writing the export failed.
+    VerificationError: `verify=True` and the export failed verification.
+  """
+  plan = plan_export(estimator, export_dir_base, input_receiver_fn_map,
+                     assets_extra=assets_extra, checkpoint_path=checkpoint_path,
+                     strip_default_attrs=strip_default_attrs,
+                     clear_devices=clear_devices, tags=tags)
+  options = saved_model_writer.WriteOptions(
+      as_text=as_text, allow_links=allow_links,
+      session_config=_tf_private.session_config(estimator))
+  return write_plan(plan, plan.graphs, plan.export_dir_base, options, verify)

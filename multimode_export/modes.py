@@ -1,0 +1,95 @@
+"""Modes, their tags, and which mode carries the variables.
+
+A multi-mode SavedModel holds one MetaGraphDef per mode and one `variables/`
+directory. The variables are those of one mode's graph, the *carrier*,
+chosen by a fixed preference: TRAIN (its graph has everything training saved,
+optimizer slots included), then EVAL, then PREDICT.
+"""
+
+from typing import Callable, Dict, Iterable, Mapping, Tuple
+
+import tensorflow as tf
+
+from multimode_export import errors
+
+ModeKeys = tf.estimator.ModeKeys
+
+# Build order and carrier preference, most complete graph first.
+MODE_ORDER: Tuple[str, ...] = (ModeKeys.TRAIN, ModeKeys.EVAL, ModeKeys.PREDICT)
+
+# The tag set each mode's MetaGraphDef gets by default.
+DEFAULT_TAGS: Dict[str, Tuple[str, ...]] = {
+    ModeKeys.TRAIN: (tf.saved_model.TRAINING,),
+    ModeKeys.EVAL: ('eval',),
+    ModeKeys.PREDICT: (tf.saved_model.SERVING,),
+}
+
+
+def choose_variables_carrier(modes: Iterable[str]) -> str:
+  """Returns the mode whose graph's variables the export saves.
+
+  Args:
+    modes: the modes being exported (any order, no unknown keys).
+
+  Returns:
+    The first of TRAIN, EVAL, PREDICT present in `modes`.
+
+  Raises:
+    ValueError: if `modes` holds none of them.
+  """
+  present = set(modes)
+  for mode in MODE_ORDER:
+    if mode in present:
+      return mode
+  raise ValueError(f'modes: expected at least one of {MODE_ORDER}, '
+                   f'got {sorted(present)!r}')
+
+
+def ordered_modes(modes: Iterable[str]) -> Tuple[str, ...]:
+  """The given modes in build order (carrier first)."""
+  present = set(modes)
+  return tuple(m for m in MODE_ORDER if m in present)
+
+
+def normalize_receiver_map(
+    input_receiver_fn_map: Mapping[str, Callable[[], object]]
+) -> Dict[str, Callable[[], object]]:
+  """Validates a receiver map and returns a copy in build order.
+
+  Args:
+    input_receiver_fn_map: mode key -> receiver fn, as the caller gave it.
+
+  Returns:
+    A new dict, keys in `MODE_ORDER` order; the caller's dict is not touched.
+
+  Raises:
+    TypeError: if the map is not a mapping.
+    ValueError: if it is empty.
+    errors.InvalidModeError: for any key that is not a ModeKeys value, even
+      when other keys are valid.
+    errors.ReceiverError: for a receiver fn that is None or not callable.
+  """
+  if not isinstance(input_receiver_fn_map, Mapping):
+    raise TypeError('input_receiver_fn_map: expected a dict of ModeKeys to '
+                    f'receiver fns, got {type(input_receiver_fn_map).__name__}')
+  if not input_receiver_fn_map:
+    raise ValueError('input_receiver_fn_map: expected at least one mode, got '
+                     'an empty map')
+  for mode in input_receiver_fn_map:
+    if mode not in MODE_ORDER:
+      raise errors.InvalidModeError(mode)
+  for mode, fn in input_receiver_fn_map.items():
+    if not callable(fn):
+      raise errors.ReceiverError(
+          f'input_receiver_fn_map[{mode!r}]: expected a callable that returns '
+          f'an InputReceiver, got {fn!r}', mode, fn)
+  return {m: input_receiver_fn_map[m] for m in ordered_modes(
+      input_receiver_fn_map)}
+
+
+def tags_for(mode: str, custom_tags: Mapping[str, Iterable[str]] = None
+            ) -> Tuple[str, ...]:
+  """The tag set of `mode`'s MetaGraphDef, custom tags taking precedence."""
+  if custom_tags and mode in custom_tags:
+    return tuple(custom_tags[mode])
+  return DEFAULT_TAGS[mode]

@@ -1,0 +1,166 @@
+"""Which checkpoint entries a MetaGraphDef's saver restores, read from the graph.
+
+A SavedModel is loaded by running its saver's restore op against
+`variables/variables`. That op is a small subgraph of `RestoreV2` nodes whose
+constant inputs name every checkpoint key, its slice and its dtype. Reading
+them from the GraphDef tells, without a Session and without touching any
+tensor value, exactly what a graph needs from a checkpoint: the same question
+for an export being built and for any SavedModel being verified.
+"""
+
+import collections
+import dataclasses
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+
+import tensorflow as tf
+
+
+class UnsupportedSaverError(Exception):
+  """The saver's restore op is not built from RestoreV2 nodes we can read.
+
+  Internal: the export falls back to a Session-based variables path.
+  """
+
+
+@dataclasses.dataclass(frozen=True)
+class VariableSpec:
+  """One checkpoint entry a graph restores.
+
+  Attributes:
+    name: the checkpoint key.
+    dtype: dtype name, e.g. 'float32'.
+    shape: the full shape, or None when the graph does not fix it.
+    slices: the slice specs read ('' means the whole tensor), sorted.
+  """
+  name: str
+  dtype: str
+  shape: Optional[Tuple[int, ...]]
+  slices: Tuple[str, ...] = ('',)
+
+  @property
+  def is_partitioned(self) -> bool:
+    return self.slices != ('',)
+
+
+def _node_name(input_name: str) -> str:
+  return input_name.lstrip('^').split(':')[0]
+
+
+def _output_index(input_name: str) -> int:
+  parts = input_name.split(':')
+  return int(parts[1]) if len(parts) > 1 else 0
+
+
+def _const_strings(node) -> List[str]:
+  if node.op != 'Const':
+    raise UnsupportedSaverError(f'{node.name} is {node.op}, not a Const')
+  values = tf.make_ndarray(node.attr['value'].tensor)
+  return [v.decode('utf-8') for v in values.reshape(-1)]
+
+
+def _shape_of_attr(node) -> Optional[Tuple[int, ...]]:
+  shape = tf.TensorShape(node.attr['shape'].shape)
+  if shape.rank is None or not shape.is_fully_defined():
+    return None
+  return tuple(shape.as_list())
+
+
+def _full_shape_from_slice(spec: str) -> Optional[Tuple[int, ...]]:
+  # A slice spec is "<dim> <dim> ... <start,len:start,len...>"
+  parts = spec.split(' ')
+  return tuple(int(p) for p in parts[:-1]) if len(parts) > 1 else None
+
+
+def _assigned_shape(output: str, nodes, consumers) -> Optional[Tuple[int, ...]]:
+  """Follows a restored tensor to the variable it is assigned to."""
+  frontier = [output]
+  seen = set()
+  while frontier:
+    tensor = frontier.pop()
+    if tensor in seen:
+      continue
+    seen.add(tensor)
+    for consumer in consumers.get(tensor, ()):
+      if consumer.op == 'Identity':
+        frontier.append(consumer.name + ':0')
+      elif consumer.op in ('Assign', 'AssignVariableOp'):
+        target = nodes.get(_node_name(consumer.input[0]))
+        if target is not None and 'shape' in target.attr:
+          return _shape_of_attr(target)
+  return None
+
+
+def required_variables(meta_graph_def) -> Dict[str, VariableSpec]:
+  """The checkpoint entries restored by a MetaGraphDef's saver.
+
+  Args:
+    meta_graph_def: a `tf.compat.v1.MetaGraphDef` with a `saver_def`.
+
+  Returns:
+    checkpoint key -> VariableSpec.
+
+  Raises:
+    UnsupportedSaverError: if the MetaGraphDef has no saver or its restore op
+      is not made of readable RestoreV2 nodes (e.g. a V1-format saver).
+  """
+  saver_def = meta_graph_def.saver_def
+  if not saver_def.restore_op_name:
+    raise UnsupportedSaverError('the MetaGraphDef has no saver')
+  nodes = {n.name: n for n in meta_graph_def.graph_def.node}
+  consumers = collections.defaultdict(list)  # 'node:index' -> consumers
+  for node in meta_graph_def.graph_def.node:
+    for inp in node.input:
+      if not inp.startswith('^'):
+        consumers[f'{_node_name(inp)}:{_output_index(inp)}'].append(node)
+
+  restores = []
+  stack = [_node_name(saver_def.restore_op_name)]
+  seen = set()
+  while stack:
+    name = stack.pop()
+    if name in seen or name not in nodes:
+      continue
+    seen.add(name)
+    node = nodes[name]
+    if node.op == 'RestoreV2':
+      restores.append(node)
+      continue
+    if node.op in ('Restore', 'RestoreSlice'):
+      raise UnsupportedSaverError(f'{name} is a V1-format {node.op}')
+    stack.extend(_node_name(i) for i in node.input)
+  if not restores:
+    raise UnsupportedSaverError(
+        f'restore op {saver_def.restore_op_name!r} reads no RestoreV2 node')
+
+  specs: Dict[str, VariableSpec] = {}
+  for node in restores:
+    names = _const_strings(nodes[_node_name(node.input[1])])
+    slices = _const_strings(nodes[_node_name(node.input[2])])
+    dtypes = [tf.as_dtype(t).name for t in node.attr['dtypes'].list.type]
+    for i, (name, spec, dtype) in enumerate(zip(names, slices, dtypes)):
+      if spec:
+        shape = _full_shape_from_slice(spec)
+      else:
+        shape = _assigned_shape(f'{node.name}:{i}', nodes, consumers)
+      _merge_into(specs, VariableSpec(name, dtype, shape, (spec,)))
+  return specs
+
+
+def _merge_into(specs: Dict[str, VariableSpec], new: VariableSpec) -> None:
+  old = specs.get(new.name)
+  if old is None:
+    specs[new.name] = new
+    return
+  slices = tuple(sorted(set(old.slices) | set(new.slices)))
+  specs[new.name] = dataclasses.replace(
+      old, shape=old.shape or new.shape, slices=slices)
+
+
+def union(spec_maps: Iterable[Mapping[str, VariableSpec]]
+         ) -> Dict[str, VariableSpec]:
+  """Merges several graphs' needs; the first map's entries take precedence."""
+  merged: Dict[str, VariableSpec] = {}
+  for spec_map in spec_maps:
+    for name, spec in spec_map.items():
+      merged.setdefault(name, spec)
+  return merged

@@ -1,0 +1,45 @@
+"""Packaging for multimode_export. Does not import TensorFlow."""
+
+import re
+
+import setuptools
+
+with open('multimode_export/__init__.py', encoding='utf-8') as f:
+  VERSION = re.search(r"^__version__ = '([^']+)'", f.read(), re.M).group(1)
+with open('README.md', encoding='utf-8') as f:
+  LONG_DESCRIPTION = f.read()
+
+# TensorFlow itself is an extra: `tensorflow` and `tensorflow-cpu` both
+# provide the module, and requiring one would install it next to the other.
+TF_RANGE = '>=2.13,<2.16'
+
+setuptools.setup(
+    name='multimode-export',
+    version=VERSION,
+    description=('Export the train, eval and serve graphs of a '
+                 'tf.estimator model as one SavedModel.'),
+    long_description=LONG_DESCRIPTION,
+    long_description_content_type='text/markdown',
+    packages=['multimode_export'],
+    package_data={'multimode_export': ['py.typed']},
+    python_requires='>=3.9,<3.12',
+    install_requires=[
+        'absl-py>=1.0',
+        f'tensorflow-estimator{TF_RANGE}',
+        'numpy',
+    ],
+    extras_require={
+        'cpu': [f'tensorflow-cpu{TF_RANGE}'],
+        'gpu': [f'tensorflow{TF_RANGE}'],
+        'test': ['pytest', 'pytest-xdist', 'hypothesis'],
+    },
+    entry_points={
+        'console_scripts': ['multimode-export=multimode_export.cli:run'],
+    },
+    classifiers=[
+        'Programming Language :: Python :: 3.9',
+        'Programming Language :: Python :: 3.10',
+        'Programming Language :: Python :: 3.11',
+        'License :: OSI Approved :: Apache Software License',
+    ],
+)

@@ -136,8 +136,10 @@ def write_plan(plan: ExportPlan, graphs: Sequence[mode_graph.ModeGraph],
           f'writing the export under {export_dir_base!r} failed: '
           f'{type(e).__name__}: {e}', export_dir_base) from e
     if verify:
-      from multimode_export import verify as verify_lib  # pylint: disable=g-import-not-at-top
-      report = verify_lib.verify(staging.path)
+      # Imported here: verification loads TF SavedModel machinery that a
+      # plain export does not need.
+      from multimode_export import verification  # pylint: disable=g-import-not-at-top
+      report = verification.verify(staging.path)
       if not report.ok:
         raise errors.VerificationError(
             f'the export failed verification, not published:\n{report}',

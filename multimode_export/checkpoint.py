@@ -5,14 +5,14 @@ files); no tensor value is loaded.
 """
 
 import dataclasses
-import os
 import re
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import tensorflow as tf
 
 from multimode_export import _tf_private
 from multimode_export import errors
+from multimode_export import filesystem
 from multimode_export import saver_spec
 
 _DATA_SUFFIX = re.compile(r'\.data-(\d{5})-of-(\d{5})$')
@@ -37,11 +37,6 @@ class CheckpointInfo:
     return sum(tf.io.gfile.stat(f).length for f in self.files)
 
 
-def _as_str(path) -> str:
-  path = os.fspath(path)
-  return path.decode('utf-8') if isinstance(path, bytes) else path
-
-
 def _exists(prefix: str) -> bool:
   return (tf.io.gfile.exists(prefix + '.index') or
           (tf.io.gfile.exists(prefix) and not tf.io.gfile.isdir(prefix)))
@@ -64,13 +59,13 @@ def resolve(estimator, checkpoint_path=None) -> str:
   """
   searched = []
   candidates = []
-  if checkpoint_path is not None and _as_str(checkpoint_path):
-    candidates.append(_as_str(checkpoint_path))
+  if checkpoint_path is not None and filesystem.as_str(checkpoint_path):
+    candidates.append(filesystem.as_str(checkpoint_path))
   else:
     candidates.append(estimator.model_dir)
     warm = _tf_private.warm_start_checkpoint(estimator)
     if warm:
-      candidates.append(_as_str(warm))
+      candidates.append(filesystem.as_str(warm))
   for candidate in candidates:
     searched.append(candidate)
     if tf.io.gfile.isdir(candidate):
@@ -87,7 +82,7 @@ def read(prefix: str) -> CheckpointInfo:
 
   Raises:
     errors.CheckpointReadError: if the index is unreadable or a data shard is
-      missing or shorter than the index says.
+      missing.
   """
   try:
     reader = tf.train.load_checkpoint(prefix)
@@ -136,7 +131,3 @@ def check_mode_variables(mode: str, needed: Dict[str, saver_spec.VariableSpec],
           mode, name, (spec.dtype, spec.shape), (dtype, shape),
           checkpoint.prefix)
 
-
-def optional_str(path) -> Optional[str]:
-  """`path` as str, or None."""
-  return None if path is None else _as_str(path)

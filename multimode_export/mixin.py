@@ -8,7 +8,7 @@ Estimator's own check against overridden members keeps passing and every
 stock method behaves as before.
 """
 
-from typing import Callable, Iterable, Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 from multimode_export import export as export_lib
 

@@ -158,8 +158,12 @@ class Staging:
           tf.io.gfile.rmtree(self.path)
       if self._created_base and tf.io.gfile.isdir(self.export_dir_base) and (
           not tf.io.gfile.listdir(self.export_dir_base)):
-        tf.io.gfile.remove(self.export_dir_base) if not self.local else (
-            os.rmdir(filesystem.local_path(self.export_dir_base)))
+        # Only an empty base this export created; rmtree would race with a
+        # concurrent exporter that just started staging in it.
+        if self.local:
+          os.rmdir(filesystem.local_path(self.export_dir_base))
+        else:
+          tf.io.gfile.rmtree(self.export_dir_base)
     except (OSError, tf.errors.OpError) as e:
       logging.warning('Could not remove staging data %s: %s', self.path, e)
     finally:

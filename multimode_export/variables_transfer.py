@@ -26,7 +26,7 @@ import errno
 import fcntl
 import os
 import time
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -110,6 +110,7 @@ def link_or_copy_bundle(checkpoint: checkpoint_lib.CheckpointInfo,
   for src in checkpoint.files:
     dst = filesystem.join(variables_dir, _target_name(src, checkpoint.prefix))
     if local and allow_links:
+      src, dst = filesystem.local_path(src), filesystem.local_path(dst)
       try:
         _reflink(src, dst)
         methods.append('reflink')
@@ -250,6 +251,3 @@ def written_variables(variables_dir: str) -> Dict[str, Tuple[str, Tuple[int, ...
   return checkpoint_lib.read(
       filesystem.join(variables_dir, VARIABLES_PREFIX)).variables
 
-
-__all__: Sequence[str] = ('TransferResult', 'write_variables',
-                          'save_with_session', 'written_variables')

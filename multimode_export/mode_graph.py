@@ -9,8 +9,10 @@ import dataclasses
 import os
 from typing import Dict, Optional, Tuple
 
+import numpy as np
 import tensorflow as tf
 from google.protobuf import any_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
 
 from multimode_export import _tf_private
 from multimode_export import errors
@@ -103,7 +105,10 @@ def _saver_for(scaffold) -> tf.compat.v1.train.Saver:
 
 def _asset_source(tensor) -> str:
   value = tf.get_static_value(tensor)
-  if value is None or not isinstance(value, bytes):
+  # A scalar string constant comes back as a 0-d object ndarray.
+  if isinstance(value, np.ndarray) and value.shape == ():
+    value = value.item()
+  if not isinstance(value, bytes):
     raise ValueError(f'asset path tensor {tensor.name} is not a constant '
                      'string')
   return value.decode('utf-8')
@@ -112,7 +117,7 @@ def _asset_source(tensor) -> str:
 def _add_loader_collections(graph: tf.Graph, spec, assets: AssetTable) -> None:
   """Adds the collections SavedModel loaders read: assets, main op, train op."""
   for tensor in graph.get_collection(tf.compat.v1.GraphKeys.ASSET_FILEPATHS):
-    asset_def = tf.compat.v1.MetaGraphDef.AssetFileDef(
+    asset_def = meta_graph_pb2.AssetFileDef(
         filename=assets.name_for(_asset_source(tensor)))
     asset_def.tensor_info.name = tensor.name
     packed = any_pb2.Any()

@@ -85,7 +85,8 @@ def plan_export(estimator, export_dir_base, input_receiver_fn_map: ReceiverMap,
   Raises:
     See `export_all_saved_models`.
   """
-  if not isinstance(estimator, tf.estimator.Estimator):
+  # tf.compat.v1.estimator.Estimator is the base of tf.estimator.Estimator.
+  if not isinstance(estimator, tf.compat.v1.estimator.Estimator):
     raise TypeError('estimator: expected a tf.estimator.Estimator, got '
                     f'{type(estimator).__name__}')
   base = _as_dir(export_dir_base, 'export_dir_base')

@@ -62,12 +62,15 @@ class ModeGraph:
       the saver cannot be read from the graph (Session fallback needed).
     graph: the live graph, kept for the Session fallback.
     saver: the live saver, kept for the Session fallback.
+    constants: entries the saver writes from graph constants without ever
+      restoring them (a `tf.train.Checkpoint` saver's object graph).
   """
   mode: str
   meta_graph_def: tf.compat.v1.MetaGraphDef
   variables: Optional[Dict[str, saver_spec.VariableSpec]]
   graph: tf.Graph
   saver: tf.compat.v1.train.Saver
+  constants: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
   @property
   def tags(self) -> Tuple[str, ...]:
@@ -185,6 +188,7 @@ def build_mode_graph(estimator, mode: str, receiver_fn, *,
     meta_graph_def.signature_def[key].CopyFrom(signature)
   try:
     variables = saver_spec.required_variables(meta_graph_def)
+    constants = saver_spec.saved_constants(meta_graph_def)
   except saver_spec.UnsupportedSaverError:
-    variables = None
-  return ModeGraph(mode, meta_graph_def, variables, graph, saver)
+    variables, constants = None, {}
+  return ModeGraph(mode, meta_graph_def, variables, graph, saver, constants)

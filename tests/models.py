@@ -5,10 +5,11 @@ in-memory data; nothing is mocked.
 """
 
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2
 
 import multimode_export
 
@@ -55,6 +56,11 @@ def linear_model_fn(features, labels, mode, params):
           {'y': predictions}),
       'regression': tf.estimator.export.RegressionOutput(predictions),
   }
+  if params.get('extra_signature'):
+    # A second PredictOutput: serve gets a signature besides serving_default
+    # (RegressionOutput needs serialized tf.Examples, a raw receiver drops it).
+    export_outputs['doubled'] = tf.estimator.export.PredictOutput(
+        {'y2': 2.0 * predictions})
   if mode == ModeKeys.PREDICT:
     return tf.estimator.EstimatorSpec(mode, predictions={'y': predictions},
                                       export_outputs=export_outputs)
@@ -139,16 +145,22 @@ def run_signature(session, meta, key: str, feeds: Dict[str, np.ndarray]
   return session.run(fetch, feed)
 
 
-def train_steps(export_dir: str, steps: int = 20, tags=('train',)
-               ) -> List[float]:
-  """Runs train steps from the exported train graph; returns the losses."""
-  x, y = make_data()
+def train_steps(export_dir: str, steps: int = 20, tags=('train',),
+                feeds: Optional[Dict[str, np.ndarray]] = None) -> List[float]:
+  """Runs train steps from the exported train graph; returns the losses.
+
+  `feeds` maps the train signature's input keys to values (default: the
+  custom model's `x` and `label`).
+  """
+  if feeds is None:
+    x, y = make_data()
+    feeds = {'x': x, 'label': y}
   graph, session, meta = tf1_load(export_dir, list(tags))
   with graph.as_default(), session:
     train_op = tf.compat.v1.get_collection('saved_model_train_op')[0]
     sig = meta.signature_def['train']
     loss = sig.outputs['loss'].name
-    feed = {sig.inputs['x'].name: x, sig.inputs['label'].name: y}
+    feed = {sig.inputs[k].name: v for k, v in feeds.items()}
     losses = []
     for _ in range(steps):
       value, _ = session.run([loss, train_op], feed)
@@ -158,7 +170,211 @@ def train_steps(export_dir: str, steps: int = 20, tags=('train',)
 
 def stock_export(estimator, export_dir_base: str,
                  modes=(ModeKeys.TRAIN, ModeKeys.EVAL, ModeKeys.PREDICT),
-                 checkpoint_path: Optional[str] = None) -> str:
+                 checkpoint_path: Optional[str] = None,
+                 receivers: Optional[Dict[str, object]] = None,
+                 **kwargs) -> str:
+  """The stock `experimental_export_all_saved_models`; returns a str path.
+
+  `receivers` replaces `receiver_map(modes)`; `kwargs` (assets_extra,
+  as_text) go to the stock method.
+  """
   path = estimator.experimental_export_all_saved_models(
-      export_dir_base, receiver_map(modes), checkpoint_path=checkpoint_path)
+      export_dir_base, receivers or receiver_map(modes),
+      checkpoint_path=checkpoint_path, **kwargs)
   return path.decode('utf-8') if isinstance(path, bytes) else path
+
+
+# ---------------------------------------------------------------------------
+# Describing an export and comparing it with the stock one.
+
+MODE_SETS = (
+    ('train_only', (ModeKeys.TRAIN,)),
+    ('eval_only', (ModeKeys.EVAL,)),
+    ('predict_only', (ModeKeys.PREDICT,)),
+    ('train_predict', (ModeKeys.TRAIN, ModeKeys.PREDICT)),
+    ('eval_predict', (ModeKeys.EVAL, ModeKeys.PREDICT)),
+    ('all', (ModeKeys.TRAIN, ModeKeys.EVAL, ModeKeys.PREDICT)),
+)
+
+
+def read_meta_graphs(export_dir: str):
+  """The MetaGraphDefs of a SavedModel (saved_model.pb or .pbtxt)."""
+  from tensorflow.python.tools import saved_model_utils  # pylint: disable=g-import-not-at-top
+  return list(saved_model_utils.read_saved_model(export_dir).meta_graphs)
+
+
+def _tensor_info(info) -> Tuple[str, Optional[Tuple[Optional[int], ...]]]:
+  shape = tf.TensorShape(info.tensor_shape)
+  dims = None if shape.rank is None else tuple(shape.as_list())
+  return tf.as_dtype(info.dtype).name, dims
+
+
+def describe_signatures(meta) -> Dict[str, tuple]:
+  """key -> (method_name, {input: (dtype, shape)}, {output: (dtype, shape)})."""
+  return {key: (sig.method_name,
+                {k: _tensor_info(v) for k, v in sig.inputs.items()},
+                {k: _tensor_info(v) for k, v in sig.outputs.items()})
+          for key, sig in meta.signature_def.items()}
+
+
+def describe_export(export_dir: str) -> Dict[Tuple[str, ...], dict]:
+  """tag set -> {'signatures': ..., 'collections': ..., 'assets': ...}."""
+  out = {}
+  for meta in read_meta_graphs(export_dir):
+    asset_names = []
+    key = tf.compat.v1.saved_model.ASSETS_KEY
+    packed_assets = (meta.collection_def[key].any_list.value
+                     if key in meta.collection_def else [])
+    for packed in packed_assets:
+      asset = meta_graph_pb2.AssetFileDef()
+      packed.Unpack(asset)
+      asset_names.append(asset.filename)
+    out[tuple(sorted(meta.meta_info_def.tags))] = {
+        'signatures': describe_signatures(meta),
+        'collections': sorted(meta.collection_def),
+        'assets': sorted(asset_names),
+    }
+  return out
+
+
+def comparable(value: np.ndarray) -> tuple:
+  """A value as (dtype, shape, bytes); strings element by element."""
+  value = np.asarray(value)
+  if value.dtype == object or value.dtype.kind in 'SU':
+    return ('string', value.shape, tuple(value.reshape(-1).tolist()))
+  return (value.dtype.str, value.shape, value.tobytes())
+
+
+def comparable_variables(export_dir: str) -> Dict[str, tuple]:
+  return {k: comparable(v) for k, v in saved_variables(export_dir).items()}
+
+
+def files_under(directory: str) -> Dict[str, bytes]:
+  """Relative path -> contents of every file under `directory` ({} if none)."""
+  out = {}
+  if not os.path.isdir(directory):
+    return out
+  for root, _, names in os.walk(directory):
+    for name in names:
+      path = os.path.join(root, name)
+      with open(path, 'rb') as f:
+        out[os.path.relpath(path, directory)] = f.read()
+  return out
+
+
+def assert_same_as_stock(test, ours: str, stock: str) -> None:
+  """Same tag sets, signatures, collections, variables (bytes) and assets."""
+  ours_desc, stock_desc = describe_export(ours), describe_export(stock)
+  test.assertEqual(sorted(ours_desc), sorted(stock_desc), 'tag sets')
+  for tags, desc in stock_desc.items():
+    test.assertEqual(sorted(ours_desc[tags]['signatures']),
+                     sorted(desc['signatures']), f'signature keys of {tags}')
+    test.assertEqual(ours_desc[tags]['signatures'], desc['signatures'],
+                     f'signature inputs/outputs of {tags}')
+    test.assertEqual(ours_desc[tags]['collections'], desc['collections'],
+                     f'collections of {tags}')
+    test.assertEqual(ours_desc[tags]['assets'], desc['assets'],
+                     f'asset file defs of {tags}')
+  ours_vars, stock_vars = (comparable_variables(ours),
+                           comparable_variables(stock))
+  test.assertEqual(sorted(ours_vars), sorted(stock_vars), 'variable names')
+  for name in stock_vars:
+    test.assertEqual(ours_vars[name], stock_vars[name], f'variable {name}')
+  for sub in ('assets', 'assets.extra'):
+    test.assertEqual(files_under(os.path.join(ours, sub)),
+                     files_under(os.path.join(stock, sub)), sub)
+
+
+# ---------------------------------------------------------------------------
+# Loading every tag set and running it, TF1 loader and tf.saved_model.load.
+
+
+def feeds_for(sig, raw: Dict[str, np.ndarray],
+              examples: Optional[List[bytes]] = None) -> Dict[str, np.ndarray]:
+  """Values for a signature's inputs: `raw[key]`, or serialized examples."""
+  feeds = {}
+  for key, info in sig.inputs.items():
+    if key in raw:
+      feeds[key] = raw[key]
+    elif examples is not None and info.dtype == tf.string.as_datatype_enum:
+      feeds[key] = np.array(examples, dtype=object)
+    else:
+      raise KeyError(f'no test value for input {key!r} of a signature')
+  return feeds
+
+
+def run_all_tf1(export_dir: str, raw: Dict[str, np.ndarray],
+                examples: Optional[List[bytes]] = None
+               ) -> Dict[Tuple[str, ...], Dict[str, Dict[str, np.ndarray]]]:
+  """Loads each tag set in a fresh graph (TF1 loader), runs every signature.
+
+  Returns:
+    tag set -> signature key -> output key -> value.
+  """
+  out = {}
+  for meta_def in read_meta_graphs(export_dir):
+    tags = list(meta_def.meta_info_def.tags)
+    graph, session, meta = tf1_load(export_dir, tags)
+    with graph.as_default(), session:
+      out[tuple(sorted(tags))] = {
+          key: run_signature(session, meta, key,
+                             feeds_for(meta.signature_def[key], raw, examples))
+          for key in meta.signature_def}
+  return out
+
+
+def run_all_tf2(export_dir: str, raw: Dict[str, np.ndarray],
+                examples: Optional[List[bytes]] = None
+               ) -> Dict[Tuple[str, ...], Dict[str, Dict[str, np.ndarray]]]:
+  """Like `run_all_tf1`, through `tf.saved_model.load(path, tags=...)`."""
+  out = {}
+  for meta_def in read_meta_graphs(export_dir):
+    tags = sorted(meta_def.meta_info_def.tags)
+    loaded = tf.saved_model.load(export_dir, tags=tags)
+    results = {}
+    for key, fn in loaded.signatures.items():
+      feeds = feeds_for(meta_def.signature_def[key], raw, examples)
+      results[key] = {k: v.numpy() for k, v in fn(
+          **{k: tf.constant(v) for k, v in feeds.items()}).items()}
+    out[tuple(tags)] = results
+  return out
+
+
+def tf2_train_steps(export_dir: str, feeds: Dict[str, np.ndarray],
+                    steps: int = 20) -> List[float]:
+  """Train steps through `tf.saved_model.load(tags=['train']).prune`."""
+  meta = [m for m in read_meta_graphs(export_dir)
+          if 'train' in m.meta_info_def.tags][0]
+  sig = meta.signature_def['train']
+  train_op = meta.collection_def['saved_model_train_op'].node_list.value[0]
+  loaded = tf.saved_model.load(export_dir, tags=['train'])
+  keys = sorted(feeds)
+  step = loaded.prune(feeds=[sig.inputs[k].name for k in keys],
+                      fetches=[sig.outputs['loss'].name, train_op])
+  values = [tf.constant(feeds[k]) for k in keys]
+  return [float(step(*values)[0]) for _ in range(steps)]
+
+
+def run_eval_metrics(export_dir: str, feeds: Dict[str, np.ndarray],
+                     updates: int = 3) -> Dict[str, Dict[str, float]]:
+  """Runs the eval graph's metric update ops `updates` times, then values.
+
+  Returns:
+    metric name -> {'update': last update_op value, 'value': value op,
+    'before': value op before any update}.
+  """
+  graph, session, meta = tf1_load(export_dir, ['eval'])
+  sig = meta.signature_def['eval']
+  names = sorted(k[len('metrics/'):-len('/value')] for k in sig.outputs
+                 if k.startswith('metrics/') and k.endswith('/value'))
+  feed = {sig.inputs[k].name: v for k, v in feeds.items()}
+  value_fetch = {n: sig.outputs[f'metrics/{n}/value'].name for n in names}
+  update_fetch = {n: sig.outputs[f'metrics/{n}/update_op'].name
+                  for n in names}
+  with graph.as_default(), session:
+    before = session.run(value_fetch, feed)
+    for _ in range(updates):
+      updated = session.run(update_fetch, feed)
+    after = session.run(value_fetch, feed)
+  return {n: {'before': float(before[n]), 'update': float(updated[n]),
+              'value': float(after[n])} for n in names}

@@ -361,7 +361,7 @@ def run_eval_metrics(export_dir: str, feeds: Dict[str, np.ndarray],
 
   Returns:
     metric name -> {'update': last update_op value, 'value': value op,
-    'before': value op before any update}.
+    'before': value op before any update}, as numpy arrays.
   """
   graph, session, meta = tf1_load(export_dir, ['eval'])
   sig = meta.signature_def['eval']
@@ -376,5 +376,174 @@ def run_eval_metrics(export_dir: str, feeds: Dict[str, np.ndarray],
     for _ in range(updates):
       updated = session.run(update_fetch, feed)
     after = session.run(value_fetch, feed)
-  return {n: {'before': float(before[n]), 'update': float(updated[n]),
-              'value': float(after[n])} for n in names}
+  return {n: {'before': np.asarray(before[n]), 'update': np.asarray(updated[n]),
+              'value': np.asarray(after[n])} for n in names}
+
+
+def signature_feeds(export_dir: str, tags: List[str], key: str,
+                    raw: Dict[str, np.ndarray],
+                    examples: Optional[List[bytes]] = None
+                   ) -> Dict[str, np.ndarray]:
+  """`feeds_for` the signature `key` of the MetaGraphDef tagged `tags`."""
+  meta = [m for m in read_meta_graphs(export_dir)
+          if sorted(m.meta_info_def.tags) == sorted(tags)][0]
+  return feeds_for(meta.signature_def[key], raw, examples)
+
+
+# ---------------------------------------------------------------------------
+# Feature-column data for canned estimators: a numeric `x` and a string `cat`
+# looked up in a vocabulary FILE (which the export must carry in assets/).
+
+VOCABULARY = ('a', 'b', 'c')
+CATEGORIES = ('a', 'b', 'c', 'd')  # 'd' is out of vocabulary
+
+
+def write_vocabulary(directory: str, name: str = 'vocab.txt') -> str:
+  path = os.path.join(directory, name)
+  with open(path, 'w') as f:
+    f.write('\n'.join(VOCABULARY) + '\n')
+  return path
+
+
+def feature_columns(vocabulary_file: str):
+  """(numeric x, categorical cat from the file, embedding of cat)."""
+  x = tf.feature_column.numeric_column('x', shape=[FEATURE_DIM])
+  cat = tf.feature_column.categorical_column_with_vocabulary_file(
+      'cat', vocabulary_file)
+  return x, cat, tf.feature_column.embedding_column(cat, 2)
+
+
+def make_column_data(n: int = 32, seed: int = 0):
+  """Returns (features dict, int64 class labels, float32 regression labels)."""
+  rng = np.random.RandomState(seed)
+  x = rng.rand(n, FEATURE_DIM).astype(np.float32)
+  cat = np.array([[CATEGORIES[i % len(CATEGORIES)].encode()] for i in range(n)],
+                 dtype=object)
+  score = x @ np.array([1.0, -2.0, 0.5], np.float32) + np.array(
+      [0.5 if c[0] == b'a' else 0.0 for c in cat], np.float32)
+  classes = (score > np.median(score)).astype(np.int64)[:, None]
+  return {'x': x, 'cat': cat}, classes, score[:, None].astype(np.float32)
+
+
+def _feature(value: np.ndarray) -> tf.train.Feature:
+  value = np.asarray(value).reshape(-1)
+  if value.dtype.kind == 'f':
+    return tf.train.Feature(float_list=tf.train.FloatList(value=value))
+  if value.dtype.kind in 'iu':
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=value))
+  return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(value)))
+
+
+def serialize_examples(features: Dict[str, np.ndarray],
+                       labels: Optional[np.ndarray] = None) -> List[bytes]:
+  """One serialized tf.Example per row (with a `label` if given)."""
+  columns = dict(features)
+  if labels is not None:
+    columns['label'] = labels
+  n = len(next(iter(columns.values())))
+  return [tf.train.Example(features=tf.train.Features(feature={
+      k: _feature(v[i]) for k, v in columns.items()})).SerializeToString()
+          for i in range(n)]
+
+
+def column_input_fn(features, labels, batch_size: int = 8):
+  def fn():
+    return tf.data.Dataset.from_tensor_slices(
+        (features, labels)).repeat().batch(batch_size)
+  return fn
+
+
+def raw_supervised_receiver_fn(features, labels):
+  """build_raw_supervised_input_receiver_fn shaped like one batch row."""
+  return tf.estimator.experimental.build_raw_supervised_input_receiver_fn(
+      {k: tf.constant(v[:1]) for k, v in features.items()},
+      tf.constant(labels[:1]))
+
+
+def parsing_supervised_receiver_fn(feature_spec, label_spec):
+  """A TRAIN/EVAL receiver fed serialized tf.Examples that carry a `label`."""
+  from multimode_export import _tf_private  # pylint: disable=g-import-not-at-top
+
+  def fn():
+    serialized = tf.compat.v1.placeholder(tf.string, [None],
+                                          name='input_example_tensor')
+    parsed = tf.io.parse_example(serialized,
+                                 dict(feature_spec, label=label_spec))
+    labels = parsed.pop('label')
+    return _tf_private.SupervisedInputReceiver(parsed, labels,
+                                               {'examples': serialized})
+  return fn
+
+
+def lookup_ids(export_dir: str, tags: List[str], raw: Dict[str, np.ndarray],
+               examples: Optional[List[bytes]] = None) -> List[np.ndarray]:
+  """Loads a tag set in a fresh graph and fetches every table lookup's ids.
+
+  The inputs of the tag set's first signature are fed from `raw` /
+  `examples` (see `feeds_for`).
+  """
+  graph, session, meta = tf1_load(export_dir, tags)
+  sig = meta.signature_def[sorted(meta.signature_def)[0]]
+  lookups = [op.outputs[0] for op in graph.get_operations()
+             if op.type == 'LookupTableFindV2']
+  feeds = feeds_for(sig, raw, examples)
+  with graph.as_default(), session:
+    return session.run(lookups, {sig.inputs[k].name: v
+                                 for k, v in feeds.items()})
+
+
+# ---------------------------------------------------------------------------
+# Models with their own Scaffold saver.
+
+
+def _linear_parts(features, labels, mode):
+  w = tf.compat.v1.get_variable('w', [FEATURE_DIM, 1],
+                                initializer=tf.compat.v1.zeros_initializer())
+  b = tf.compat.v1.get_variable('b', [1],
+                                initializer=tf.compat.v1.zeros_initializer())
+  predictions = tf.matmul(features['x'], w) + b
+  global_step = tf.compat.v1.train.get_or_create_global_step()
+  kwargs = dict(
+      predictions={'y': predictions},
+      export_outputs={'serving_default': tf.estimator.export.PredictOutput(
+          {'y': predictions})})
+  optimizer = None
+  if mode != ModeKeys.PREDICT:
+    kwargs['loss'] = tf.compat.v1.losses.mean_squared_error(labels,
+                                                            predictions)
+    kwargs['eval_metric_ops'] = {
+        'mae': tf.compat.v1.metrics.mean_absolute_error(labels, predictions)}
+  if mode == ModeKeys.TRAIN:
+    optimizer = tf.compat.v1.train.AdamOptimizer(0.1)
+    kwargs['train_op'] = optimizer.minimize(kwargs['loss'],
+                                            global_step=global_step)
+  return w, b, global_step, optimizer, kwargs
+
+
+def renamed_saver_model_fn(features, labels, mode):
+  """A Scaffold name-based Saver that stores w and b under other keys and
+  leaves the optimizer slots out (a var_list subset)."""
+  w, b, global_step, _, kwargs = _linear_parts(features, labels, mode)
+  saved = {'renamed/w': w, 'renamed/b': b, 'global_step': global_step}
+  saver = tf.compat.v1.train.Saver(saved, sharded=True)
+  # What the saver leaves out (Adam's slots) the local init op initializes;
+  # it is the SavedModel's main op, so the exported train graph runs.
+  unsaved = [v for v in tf.compat.v1.global_variables()
+             if all(v is not s for s in saved.values())]
+  local_init_op = tf.group(tf.compat.v1.train.Scaffold.default_local_init_op(),
+                           tf.compat.v1.variables_initializer(unsaved))
+  return tf.estimator.EstimatorSpec(
+      mode, scaffold=tf.compat.v1.train.Scaffold(
+          saver=saver, local_init_op=local_init_op), **kwargs)
+
+
+def checkpoint_saver_model_fn(features, labels, mode):
+  """A `tf.train.Checkpoint` as Scaffold saver (object-based keys), tracking
+  the optimizer in TRAIN only."""
+  w, b, global_step, optimizer, kwargs = _linear_parts(features, labels, mode)
+  tracked = dict(w=w, b=b, step=global_step)
+  if optimizer is not None:
+    tracked['optimizer'] = optimizer
+  return tf.estimator.EstimatorSpec(
+      mode, scaffold=tf.compat.v1.train.Scaffold(
+          saver=tf.train.Checkpoint(**tracked)), **kwargs)

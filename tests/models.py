@@ -547,3 +547,11 @@ def checkpoint_saver_model_fn(features, labels, mode):
   return tf.estimator.EstimatorSpec(
       mode, scaffold=tf.compat.v1.train.Scaffold(
           saver=tf.train.Checkpoint(**tracked)), **kwargs)
+
+
+def v1_format_saver_model_fn(features, labels, mode, params):
+  """linear_model_fn with a V1-format Scaffold saver (the Session path)."""
+  from tensorflow.core.protobuf import saver_pb2  # pylint: disable=g-import-not-at-top
+  spec = linear_model_fn(features, labels, mode, params)
+  return spec._replace(scaffold=tf.compat.v1.train.Scaffold(
+      saver=tf.compat.v1.train.Saver(write_version=saver_pb2.SaverDef.V1)))

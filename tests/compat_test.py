@@ -337,7 +337,30 @@ _V1_SCRIPT = textwrap.dedent('''
         out = models.run_signature(session, meta, key, feeds)
       served[key] = sorted(out)
     losses = models.train_steps(path, steps=10)
+    # Subsets stream a part of the checkpoint (eager ops under graph mode).
+    subsets = {}
+    for name, modes in models.MODE_SETS:
+      sub = multimode_export.export_all_saved_models(
+          estimator, os.path.join(root, name), models.receiver_map(modes))
+      sub_stock = models.stock_export(estimator, os.path.join(root, 's' + name),
+                                      modes)
+      models.run_all_tf1(sub, {'x': x, 'label': y})
+      subsets[name] = (models.comparable_variables(sub) ==
+                       models.comparable_variables(sub_stock))
+    obj = tf.estimator.Estimator(models.checkpoint_saver_model_fn,
+                                 os.path.join(root, 'object'))
+    obj.train(models.input_fn(), steps=2)
+    receivers = {tf.estimator.ModeKeys.PREDICT: models.serving_receiver_fn()}
+    obj_path = multimode_export.export_all_saved_models(
+        obj, os.path.join(root, 'obj'), receivers)
+    obj_stock = models.stock_export(obj, os.path.join(root, 'obj_stock'),
+                                    receivers=receivers)
+    models.run_all_tf1(obj_path, {'x': x})
+    subsets['checkpoint_saver_predict_only'] = (
+        models.comparable_variables(obj_path) ==
+        models.comparable_variables(obj_stock))
     print(json.dumps({
+        'subsets_equal_stock': subsets,
         'v2': tf.compat.v1.executing_eagerly_outside_functions(),
         'type': type(path).__name__,
         'tags': models.meta_graph_tags(path),
@@ -378,6 +401,10 @@ class DisableV2BehaviorTest(absltest.TestCase):
     })
     first, last = report['losses']
     self.assertLess(last, first)
+    self.assertEqual(
+        report['subsets_equal_stock'],
+        dict({name: True for name, _ in models.MODE_SETS},
+             checkpoint_saver_predict_only=True))
 
 
 if __name__ == '__main__':

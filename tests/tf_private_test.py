@@ -18,6 +18,7 @@ from absl.testing import absltest
 
 import models
 
+# bazel-data: //multimode_export:sources
 PACKAGE_DIR = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     'multimode_export')

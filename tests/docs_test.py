@@ -36,7 +36,7 @@ class ApiDocsTest(absltest.TestCase):
 
   def test_api_md_is_current(self):
     self.assertEqual(gen_api_docs.main(['--check']), 0,
-                     'docs/api.md is stale: run python3 tools/gen_api_docs.py')
+                     'docs/api.md is stale: run python tools/gen_api_docs.py')
 
   def test_check_fails_on_a_stale_file_and_writing_fixes_it(self):
     path = os.path.join(self.create_tempdir().full_path, 'api.md')

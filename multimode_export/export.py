@@ -10,8 +10,10 @@ Nothing is written before step 4, and a failure in step 4 removes the
 staging directory.
 """
 
+import contextlib
 import dataclasses
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import (Callable, Dict, Iterable, Iterator, List, Mapping,
+                    Optional, Sequence)
 
 import tensorflow as tf
 from absl import logging
@@ -111,6 +113,30 @@ def plan_export(estimator, export_dir_base, input_receiver_fn_map: ReceiverMap,
   return ExportPlan(base, tuple(graphs), checkpoint, assets.files, extra)
 
 
+@contextlib.contextmanager
+def write_errors_as_publish_error(export_dir_base: str) -> Iterator[None]:
+  """Turns a filesystem or TF error while writing into a PublishError."""
+  try:
+    yield
+  except errors.Error:
+    raise
+  except (OSError, tf.errors.OpError) as e:
+    raise errors.PublishError(
+        f'writing the export under {export_dir_base!r} failed: '
+        f'{type(e).__name__}: {e}', export_dir_base) from e
+
+
+def verify_staged(path: str) -> None:
+  """Raises VerificationError unless the SavedModel at `path` verifies."""
+  # Imported here: verification loads TF SavedModel machinery that a plain
+  # export does not need.
+  from multimode_export import verification  # pylint: disable=g-import-not-at-top
+  report = verification.verify(path)
+  if not report.ok:
+    raise errors.VerificationError(
+        f'the export failed verification, not published:\n{report}', report)
+
+
 def write_plan(plan: ExportPlan, graphs: Sequence[mode_graph.ModeGraph],
                export_dir_base: str, options: saved_model_writer.WriteOptions,
                verify: bool = False) -> str:
@@ -125,25 +151,12 @@ def write_plan(plan: ExportPlan, graphs: Sequence[mode_graph.ModeGraph],
   """
   publish.remove_stale_staging(export_dir_base)
   with publish.open_staging(export_dir_base) as staging:
-    try:
+    with write_errors_as_publish_error(export_dir_base):
       saved_model_writer.write_saved_model(
           staging.path, graphs, plan.checkpoint, plan.assets,
           plan.assets_extra, options)
-    except errors.Error:
-      raise
-    except (OSError, tf.errors.OpError) as e:
-      raise errors.PublishError(
-          f'writing the export under {export_dir_base!r} failed: '
-          f'{type(e).__name__}: {e}', export_dir_base) from e
     if verify:
-      # Imported here: verification loads TF SavedModel machinery that a
-      # plain export does not need.
-      from multimode_export import verification  # pylint: disable=g-import-not-at-top
-      report = verification.verify(staging.path)
-      if not report.ok:
-        raise errors.VerificationError(
-            f'the export failed verification, not published:\n{report}',
-            report)
+      verify_staged(staging.path)
     return staging.publish()
 
 

@@ -29,6 +29,7 @@ from multimode_export import layout
 from multimode_export import mode_graph
 from multimode_export import publish
 from multimode_export import saved_model_writer
+from multimode_export import target_dir
 
 
 def _assets_of(graph: mode_graph.ModeGraph,
@@ -70,6 +71,10 @@ def write_plan_per_mode(plan: export_lib.ExportPlan,
             plan.assets_extra, options)
       if verify:
         export_lib.verify_staged(path)
+    if plan.export_dir is not None:
+      target_dir.publish_to(staging, plan.export_dir, plan.overwrite)
+      return {mode: filesystem.join(plan.export_dir, name)
+              for mode, name in names.items()}
     # plan.graphs is in MODE_ORDER, so PREDICT (`serve`) is published last.
     published = staging.publish_group(
         [names[g.mode] for g in plan.graphs], layout.MODE_DIRS.values())
@@ -89,6 +94,8 @@ def export_saved_models_per_mode(
     clear_devices: bool = False,
     tags: Optional[Mapping[str, Iterable[str]]] = None,
     verify: bool = False,
+    export_dir=None,
+    overwrite: bool = False,
 ) -> Dict[str, str]:
   """Exports each requested mode as its own single-graph SavedModel.
 
@@ -109,9 +116,13 @@ def export_saved_models_per_mode(
   version are already there; if a rename fails, the renamed modes are moved
   back and nothing stays published.
 
+  With `export_dir=`, the modes are published together as
+  `<export_dir>/<mode dir>/` in one step instead (see `target_dir`).
+
   Args:
     estimator: a `tf.estimator.Estimator`.
-    export_dir_base: directory under which the mode directories are.
+    export_dir_base: directory under which the mode directories are; None
+      when `export_dir` is set.
     input_receiver_fn_map: `tf.estimator.ModeKeys` value -> receiver fn, as
       for `export_all_saved_models`.
     assets_extra: optional dict of destination -> source file, copied into
@@ -124,6 +135,8 @@ def export_saved_models_per_mode(
     clear_devices: drop device placements from every graph.
     tags: optional mode -> tag list, replacing that mode's default tags.
     verify: verify each mode's SavedModel before publishing any.
+    export_dir: publish the modes as `<export_dir>/<mode dir>/`, no version.
+    overwrite: with `export_dir`, replace an existing export there.
 
   Returns:
     `{mode: path}`: ModeKeys value -> published SavedModel directory.
@@ -135,7 +148,7 @@ def export_saved_models_per_mode(
       estimator, export_dir_base, input_receiver_fn_map,
       assets_extra=assets_extra, checkpoint_path=checkpoint_path,
       strip_default_attrs=strip_default_attrs, clear_devices=clear_devices,
-      tags=tags)
+      tags=tags, export_dir=export_dir, overwrite=overwrite)
   options = saved_model_writer.WriteOptions(
       as_text=as_text, allow_links=allow_links,
       session_config=_tf_private.session_config(estimator))

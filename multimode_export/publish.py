@@ -53,6 +53,7 @@ _LOCAL_GRACE_SECONDS = 10.0
 # Remote staging directories carry no lock; they are stale after this long.
 STALE_AFTER_SECONDS = 24 * 3600.0
 _STARTED_MARKER = '.started'
+STARTED_MARKER = _STARTED_MARKER  # for callers that move staged files
 # Written into the staging directory before a group is published: which
 # version, which subdirectories. Lets a later export roll back the group of
 # an exporter killed half-way through publishing (`remove_stale_staging`).
@@ -207,7 +208,7 @@ class Staging:
         if self.local:
           _rename_dirs(moves)
         else:
-          _move_files(moves)
+          move_files(moves)
       except (OSError, tf.errors.OpError) as e:
         raise errors.PublishError(
             f'publishing version {version} of {list(names)} under {base!r} '
@@ -265,7 +266,7 @@ def _rename_dirs(moves: Sequence[Tuple[str, str]]) -> None:
       os.makedirs(parent, exist_ok=True)
       os.rename(filesystem.local_path(src), filesystem.local_path(dst))
       done.append((src, dst, parent if created else None))
-  except OSError:
+  except BaseException:  # also KeyboardInterrupt: never leave half a group
     for src, dst, created in reversed(done):
       os.rename(filesystem.local_path(dst), filesystem.local_path(src))
       if created:
@@ -274,8 +275,8 @@ def _rename_dirs(moves: Sequence[Tuple[str, str]]) -> None:
     raise
 
 
-def _move_files(moves: Sequence[Tuple[str, str]],
-                skip: Iterable[str] = ()) -> None:
+def move_files(moves: Sequence[Tuple[str, str]],
+               skip: Iterable[str] = ()) -> None:
   """Moves every file of each (source dir, new dir) pair, file by file.
 
   For filesystems without atomic directory rename. Every SavedModel proto is

@@ -266,8 +266,8 @@ class PerModeTest(parameterized.TestCase, tf.test.TestCase):
     self.assertIn('/device:GPU:0', models.graph_devices(serve_dirs[False]))
     self.assertEqual(models.graph_devices(serve_dirs[True]), [''])
 
-    # A consumer without soft placement (as TF Serving's default session)
-    # on this CPU-only host: only the cleared export loads.
+    # A consumer that does not soft-place, on this CPU-only host: only the
+    # cleared export loads.
     x = np.array([[1.0, 2.0, 3.0]], np.float32)
     previous = tf.config.get_soft_device_placement()
     tf.config.set_soft_device_placement(False)

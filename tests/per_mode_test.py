@@ -442,6 +442,33 @@ class PerModeTest(parameterized.TestCase, tf.test.TestCase):
     self.assertEqual(os.listdir(base), ['serve'])  # train/, eval/ removed
     self.assertEqual(layout.find_layout(base).saved_model_dirs(), first)
 
+  def test_remote_publish_failure_moves_every_file_back(self):
+    base = f'ram://per_mode_test/{self.id()}'
+    real_rename = tf.io.gfile.rename
+    moved = []
+
+    def fail_on_serve_proto(src, dst, overwrite=False):
+      if '/serve/' in dst and dst.endswith('/saved_model.pb'):
+        raise tf.errors.UnavailableError(None, None, 'injected')
+      moved.append(dst)
+      return real_rename(src, dst, overwrite)
+    with mock.patch.object(tf.io.gfile, 'rename', fail_on_serve_proto):
+      with self.assertRaisesRegex(multimode_export.PublishError, 'injected'):
+        per_mode.export_saved_models_per_mode(self.estimator, base,
+                                              models.receiver_map())
+    # The serve proto goes last: everything else had been published...
+    published = [m for m in moved if publish.STAGING_PREFIX not in m]
+    self.assertLen([m for m in published if m.endswith('/saved_model.pb')],
+                   2)
+    self.assertTrue(any('/serve/' in m and '/variables/' in m
+                        for m in published))
+    # ... and was moved back into staging, then removed.
+    self.assertLen(moved, 2 * len(published))
+    for name in layout.MODE_DIRS.values():
+      self.assertEqual(layout.numbered_versions(f'{base}/{name}'), ())
+    leftovers = [f for d, _, fs in tf.io.gfile.walk(base) for f in fs]
+    self.assertEmpty(leftovers)
+
   def test_killed_exporter_group_is_unpublished_by_the_next_export(self):
     base = self.create_tempdir().full_path
     script = textwrap.dedent(f'''

@@ -33,6 +33,7 @@ from multimode_export.errors import VerificationError
 from multimode_export.export import export_all_saved_models
 from multimode_export.mixin import MultiModeExportMixin
 from multimode_export.modes import choose_variables_carrier
+from multimode_export.per_mode import export_saved_models_per_mode
 
 __version__ = '0.1.0'
 
@@ -53,4 +54,5 @@ __all__ = (
     'VerificationError',
     'choose_variables_carrier',
     'export_all_saved_models',
+    'export_saved_models_per_mode',
 )

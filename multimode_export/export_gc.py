@@ -56,19 +56,24 @@ def read_tag_sets(export_dir: str) -> Optional[TagSets]:
   for name, binary in ((tf.saved_model.SAVED_MODEL_FILENAME_PB, True),
                        (tf.saved_model.SAVED_MODEL_FILENAME_PBTXT, False)):
     path = filesystem.join(export_dir, name)
+    # Read, not exists(): ram:// says any prefix of a file name exists.
     try:
-      if not tf.io.gfile.exists(path):
-        continue
       with tf.io.gfile.GFile(path, 'rb') as f:
         data = f.read()
-      saved_model = saved_model_pb2.SavedModel()
+    except tf.errors.NotFoundError:
+      continue
+    except tf.errors.OpError as e:
+      logging.warning('Cannot read %s: %s', path, e)
+      return None
+    saved_model = saved_model_pb2.SavedModel()
+    try:
       if binary:
         saved_model.ParseFromString(data)
       else:
         text_format.Parse(data.decode('utf-8'), saved_model)
-    except (tf.errors.OpError, message.DecodeError, text_format.ParseError,
+    except (message.DecodeError, text_format.ParseError,
             UnicodeDecodeError) as e:
-      logging.warning('Cannot read the tags of %s: %s', path, e)
+      logging.warning('Cannot parse the tags of %s: %s', path, e)
       return None
     return tag_sets(m.meta_info_def.tags for m in saved_model.meta_graphs)
   return None
@@ -113,13 +118,26 @@ def collect(export_dir_base: str, own_tag_sets: AbstractSet,
   deleted = []
   for path in doomed:
     try:
-      tf.io.gfile.rmtree(path)
+      _rmtree(path)
       deleted.append(path)
       logging.info('Garbage-collected export %s', path)
     except tf.errors.OpError as e:
       logging.warning('Could not delete old export %s: %s', path, e)
       kept.insert(0, path)
   return GcResult(tuple(sorted(kept, key=_version_of)), tuple(deleted))
+
+
+def _rmtree(path: str) -> None:
+  """Deletes a version directory; raises OpError if it is still there."""
+  try:
+    tf.io.gfile.rmtree(path)
+  except tf.errors.NotFoundError:
+    # Someone else deleted it first, or ram:// listed a phantom child (it
+    # lists '10/00000000' when '1000000000' exists) after deleting the real
+    # ones. Either way only its absence from the parent's listing counts.
+    parent, name = path.rstrip('/').rsplit('/', 1)
+    if name in (n.rstrip('/') for n in tf.io.gfile.listdir(parent)):
+      raise
 
 
 def _version_of(path: str) -> int:

@@ -4,6 +4,7 @@ Everything here trains real `tf.estimator` models for a few steps on small
 in-memory data; nothing is mocked.
 """
 
+import json
 import os
 from typing import Dict, List, Optional
 
@@ -11,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 import multimode_export
+import multimode_export.exporter
 
 ModeKeys = tf.estimator.ModeKeys
 FEATURE_DIM = 3
@@ -162,3 +164,50 @@ def stock_export(estimator, export_dir_base: str,
   path = estimator.experimental_export_all_saved_models(
       export_dir_base, receiver_map(modes), checkpoint_path=checkpoint_path)
   return path.decode('utf-8') if isinstance(path, bytes) else path
+
+
+class RecordingExporter(multimode_export.exporter.MultiModeExporter):
+  """A MultiModeExporter that records every call (and its outcome).
+
+  `calls` holds one dict per `export` call: the returned path (None if
+  skipped), the checkpoint and the eval result. With `record_file`, each call
+  is also appended to that file as a JSON line (for other processes).
+  """
+
+  def __init__(self, *args, record_file: Optional[str] = None, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.calls: List[dict] = []
+    self._record_file = record_file
+
+  def export(self, estimator, export_path, checkpoint_path, eval_result,
+             is_the_final_export):
+    path = super().export(estimator, export_path, checkpoint_path,
+                          eval_result, is_the_final_export)
+    call = {'path': path, 'checkpoint': checkpoint_path,
+            'global_step': int(eval_result['global_step']),
+            'loss': float(eval_result['loss'])}
+    self.calls.append(call)
+    if self._record_file:
+      with open(self._record_file, 'a') as f:
+        f.write(json.dumps(call) + '\n')
+    return path
+
+
+def read_records(record_file: str) -> List[dict]:
+  if not os.path.exists(record_file):
+    return []
+  with open(record_file) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def assert_export_matches_checkpoint(test, export_dir: str, checkpoint: str,
+                                     modes=(ModeKeys.TRAIN, ModeKeys.EVAL,
+                                            ModeKeys.PREDICT)) -> None:
+  """Asserts the export has every mode's tag set and the checkpoint's values."""
+  test.assertEqual(meta_graph_tags(export_dir),
+                   sorted(sorted(TAGS[m]) for m in modes))
+  exported = saved_variables(export_dir)
+  expected = checkpoint_values(checkpoint)
+  test.assertEqual(sorted(exported), sorted(expected))
+  for key, value in expected.items():
+    np.testing.assert_array_equal(exported[key], value, err_msg=key)

@@ -184,6 +184,24 @@ class BestModeTest(tf.test.TestCase):
         estimator, base, checkpoint, {'loss': 2.0, 'global_step': 3}, False))
 
 
+  def test_skips_a_checkpoint_deleted_before_its_export(self):
+    model_dir = self.create_tempdir().full_path
+    estimator = models.train_custom(model_dir, steps=2)
+    base = os.path.join(model_dir, 'export', 'gone')
+    exporter = exporter_lib.MultiModeExporter(
+        'gone', models.receiver_map(), compare_fn=exporter_lib.loss_smaller,
+        event_file_pattern=None)
+    gone = os.path.join(model_dir, 'model.ckpt-999')
+    self.assertIsNone(exporter.export(
+        estimator, base, gone, {'loss': 1.0, 'global_step': 999}, False))
+    self.assertFalse(os.path.exists(base))
+    self.assertIsNone(exporter.best_eval_result)
+    # The next evaluation's checkpoint still exports (1.5 > 1.0 is fine:
+    # the skipped result never became the best).
+    self.assertIsNotNone(exporter.export(
+        estimator, base, estimator.latest_checkpoint(),
+        {'loss': 1.5, 'global_step': 2}, False))
+
 class TaskRuleTest(parameterized.TestCase, tf.test.TestCase):
 
   _CLUSTER = {'chief': ['127.0.0.1:1'], 'worker': ['127.0.0.1:2'],

@@ -51,10 +51,13 @@ class PaceHook(tf.compat.v1.train.SessionRunHook):
   CheckpointSaverHook has already saved for the previous step.
   """
 
-  def __init__(self, record_file, save_steps, timeout, slack=5):
+  def __init__(self, record_file, save_steps, timeout, slack=5,
+               wait_for_file=None):
     self._record_file = record_file
+    self._save_steps = save_steps
     self._ahead = save_steps + slack
     self._timeout = timeout
+    self._wait_for_file = wait_for_file
     self._global_step = None
     self._last = None
     self.steps = 0
@@ -62,12 +65,19 @@ class PaceHook(tf.compat.v1.train.SessionRunHook):
   def begin(self):
     self._global_step = tf.compat.v1.train.get_global_step()
 
+  def _wait(self, condition):
+    deadline = time.time() + self._timeout
+    while not condition() and time.time() < deadline:
+      time.sleep(0.05)
+
   def before_run(self, run_context):
     if self._last is not None:
-      deadline = time.time() + self._timeout
-      while (self._last >= _exported_step(self._record_file) + self._ahead and
-             time.time() < deadline):
-        time.sleep(0.05)
+      self._wait(lambda: self._last < (_exported_step(self._record_file) +
+                                       self._ahead))
+      if self._wait_for_file and self._last >= 2 * self._save_steps:
+        # The chief lets the worker join before training much further, so
+        # both trainers really share the job whatever the machine's load.
+        self._wait(lambda: os.path.exists(self._wait_for_file))
     return tf.compat.v1.train.SessionRunArgs(self._global_step)
 
   def after_run(self, run_context, run_values):
@@ -76,7 +86,7 @@ class PaceHook(tf.compat.v1.train.SessionRunHook):
 
 
 class TaskReportHook(tf.compat.v1.train.SessionRunHook):
-  """Writes the variables' devices and this task's step count to a file."""
+  """Marks the session started; at the end writes devices and step count."""
 
   def __init__(self, path, pace_hook):
     self._path = path
@@ -86,6 +96,10 @@ class TaskReportHook(tf.compat.v1.train.SessionRunHook):
   def begin(self):
     self._devices = {v.op.name: v.device
                      for v in tf.compat.v1.global_variables()}
+
+  def after_create_session(self, session, coord):
+    with open(self._path + '.started', 'w') as f:
+      f.write('started')
 
   def end(self, session):
     with open(self._path, 'w') as f:
@@ -105,7 +119,10 @@ def main(argv):
   exporter = models.RecordingExporter(
       EXPORTER_NAME, models.id_receiver_map(),
       exports_to_keep=_EXPORTS_TO_KEEP.value, record_file=_RECORD_FILE.value)
-  pace = PaceHook(_RECORD_FILE.value, _SAVE_STEPS.value, _PACE_TIMEOUT.value)
+  worker_started = os.path.join(_MODEL_DIR.value, 'task-worker-0.json.started')
+  pace = PaceHook(_RECORD_FILE.value, _SAVE_STEPS.value, _PACE_TIMEOUT.value,
+                  wait_for_file=(worker_started if config.task_type == 'chief'
+                                 else None))
   report = TaskReportHook(
       os.path.join(_MODEL_DIR.value, f'task-{task}.json'), pace)
   tf.estimator.train_and_evaluate(

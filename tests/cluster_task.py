@@ -33,8 +33,8 @@ _EXPORTS_TO_KEEP = flags.DEFINE_integer('exports_to_keep', 2,
                                         'MultiModeExporter exports_to_keep.')
 _PACE_TIMEOUT = flags.DEFINE_float(
     'pace_timeout', 60.0, 'Longest wait of a trainer for the evaluator.')
-
-EXPORTER_NAME = 'multimode'
+_EXPORTER_NAME = flags.DEFINE_string('exporter_name', 'multimode',
+                                     'MultiModeExporter name.')
 
 
 def _exported_step(record_file: str) -> int:
@@ -117,7 +117,7 @@ def main(argv):
   estimator = tf.estimator.Estimator(models.embedding_model_fn, config=config,
                                      params={'partitions': 2})
   exporter = models.RecordingExporter(
-      EXPORTER_NAME, models.id_receiver_map(),
+      _EXPORTER_NAME.value, models.id_receiver_map(),
       exports_to_keep=_EXPORTS_TO_KEEP.value, record_file=_RECORD_FILE.value)
   worker_started = os.path.join(_MODEL_DIR.value, 'task-worker-0.json.started')
   pace = PaceHook(_RECORD_FILE.value, _SAVE_STEPS.value, _PACE_TIMEOUT.value,

@@ -9,6 +9,7 @@ predictions, that old ones are garbage-collected, and that every process
 exits. Bounded by HARD_TIMEOUT_SECONDS; every process started here is killed
 (by its own process group) whatever happens.
 """
+# bazel-data: :cluster_task
 
 import json
 import os
@@ -24,7 +25,6 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from tests import cluster_task
 from tests import models
 
 if not flags.FLAGS.is_parsed():
@@ -35,6 +35,7 @@ HARD_TIMEOUT_SECONDS = 150
 MAX_STEPS = 60
 SAVE_STEPS = 10
 EXPORTS_TO_KEEP = 2
+EXPORTER_NAME = 'multimode'
 
 
 def _free_ports(n: int) -> List[int]:
@@ -79,7 +80,8 @@ class Cluster:
         [sys.executable, os.path.join(_HERE, 'cluster_task.py'),
          f'--model_dir={self.model_dir}', f'--record_file={self.record_file}',
          f'--max_steps={MAX_STEPS}', f'--save_steps={SAVE_STEPS}',
-         f'--exports_to_keep={EXPORTS_TO_KEEP}'],
+         f'--exports_to_keep={EXPORTS_TO_KEEP}',
+         f'--exporter_name={EXPORTER_NAME}'],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     log.close()
 
@@ -171,7 +173,7 @@ class ClusterTest(tf.test.TestCase):
     self.assertGreater(len(made), EXPORTS_TO_KEEP)
     self.assertGreaterEqual(made[-1]['global_step'], MAX_STEPS)
     print('exports at global steps', [r['global_step'] for r in made])
-    base = os.path.join(model_dir, 'export', cluster_task.EXPORTER_NAME)
+    base = os.path.join(model_dir, 'export', EXPORTER_NAME)
     kept = made[-EXPORTS_TO_KEEP:]
     self.assertEqual(sorted(os.listdir(base)),
                      sorted(os.path.basename(r['path']) for r in kept))

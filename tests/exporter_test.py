@@ -1,4 +1,5 @@
 """Tests for multimode_export.exporter with real train_and_evaluate runs."""
+# bazel-data: :mirrored_task
 
 import fcntl
 import json

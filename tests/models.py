@@ -166,6 +166,58 @@ def stock_export(estimator, export_dir_base: str,
   return path.decode('utf-8') if isinstance(path, bytes) else path
 
 
+def tf2_train_steps(export_dir: str, steps: int = 20, tags=None
+                   ) -> List[float]:
+  """Train steps from TF2: `tf.saved_model.load` + `prune` of loss and train op.
+
+  `tags=None` loads without tags (only valid for a single-MetaGraph
+  SavedModel).
+  """
+  from tensorflow.python.tools import saved_model_utils  # pylint: disable=g-import-not-at-top
+  saved = saved_model_utils.read_saved_model(export_dir)
+  meta = [m for m in saved.meta_graphs
+          if tags is None or set(m.meta_info_def.tags) == set(tags)][0]
+  train_op = meta.collection_def['saved_model_train_op'].node_list.value[0]
+  sig = meta.signature_def['train']
+  loaded = (tf.saved_model.load(export_dir) if tags is None else
+            tf.saved_model.load(export_dir, tags=list(tags)))
+  step = loaded.prune(
+      feeds=[sig.inputs['x'].name, sig.inputs['label'].name],
+      fetches=[sig.outputs['loss'].name,
+               loaded.graph.get_operation_by_name(train_op)])
+  x, y = make_data()
+  return [float(step(tf.constant(x), tf.constant(y))[0])
+          for _ in range(steps)]
+
+
+def device_pinned_model_fn(device: str):
+  """`linear_model_fn` with every op pinned to `device` (e.g. a GPU)."""
+
+  def model_fn(features, labels, mode, params):
+    with tf.device(device):
+      return linear_model_fn(features, labels, mode, params)
+  return model_fn
+
+
+def train_pinned(model_dir: str, device: str, steps: int = 3
+                ) -> tf.estimator.Estimator:
+  """Trains with ops pinned to `device`; Estimator's soft placement lets a
+  missing device fall back to the CPU."""
+  est = tf.estimator.Estimator(device_pinned_model_fn(device),
+                               model_dir=model_dir, params={},
+                               config=tf.estimator.RunConfig(tf_random_seed=1))
+  est.train(input_fn(), steps=steps)
+  return est
+
+
+def graph_devices(export_dir: str) -> List[str]:
+  """Every distinct device string in every MetaGraphDef of a SavedModel."""
+  from tensorflow.python.tools import saved_model_utils  # pylint: disable=g-import-not-at-top
+  return sorted({n.device for m in
+                 saved_model_utils.read_saved_model(export_dir).meta_graphs
+                 for n in m.graph_def.node})
+
+
 class RecordingExporter(multimode_export.exporter.MultiModeExporter):
   """A MultiModeExporter that records every call (and its outcome).
 

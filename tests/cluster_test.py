@@ -20,15 +20,11 @@ import sys
 import time
 from typing import Dict, List
 
-from absl import flags
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
 from tests import models
-
-if not flags.FLAGS.is_parsed():
-  flags.FLAGS.mark_as_parsed()
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 HARD_TIMEOUT_SECONDS = 150

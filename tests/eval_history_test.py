@@ -4,14 +4,10 @@ import glob
 import os
 import uuid
 
-from absl import flags
 import tensorflow as tf
 
 from multimode_export import eval_history
 from multimode_export import exporter as exporter_lib
-
-if not flags.FLAGS.is_parsed():
-  flags.FLAGS.mark_as_parsed()
 
 
 def _write_evals(eval_dir, results):

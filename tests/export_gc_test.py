@@ -2,7 +2,6 @@
 
 import uuid
 
-from absl import flags
 from absl.testing import parameterized
 import tensorflow as tf
 from google.protobuf import text_format
@@ -10,9 +9,6 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from multimode_export import export_gc
 from multimode_export import publish
-
-if not flags.FLAGS.is_parsed():
-  flags.FLAGS.mark_as_parsed()
 
 OWN = export_gc.tag_sets([['train'], ['eval'], ['serve']])
 

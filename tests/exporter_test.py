@@ -8,7 +8,6 @@ import subprocess
 import sys
 import uuid
 
-from absl import flags
 from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
@@ -16,10 +15,6 @@ import tensorflow as tf
 from multimode_export import exporter as exporter_lib
 from multimode_export import publish
 from tests import models
-
-# Under pytest absl's flags are never parsed; create_tempdir() needs them.
-if not flags.FLAGS.is_parsed():
-  flags.FLAGS.mark_as_parsed()
 
 ModeKeys = tf.estimator.ModeKeys
 _HERE = os.path.dirname(os.path.abspath(__file__))

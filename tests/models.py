@@ -4,6 +4,7 @@ Everything here trains real `tf.estimator` models for a few steps on small
 in-memory data; nothing is mocked.
 """
 
+import json
 import os
 from typing import Dict, List, Optional
 
@@ -11,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 import multimode_export
+import multimode_export.exporter
 
 ModeKeys = tf.estimator.ModeKeys
 FEATURE_DIM = 3
@@ -214,3 +216,127 @@ def graph_devices(export_dir: str) -> List[str]:
   return sorted({n.device for m in
                  saved_model_utils.read_saved_model(export_dir).meta_graphs
                  for n in m.graph_def.node})
+
+
+class RecordingExporter(multimode_export.exporter.MultiModeExporter):
+  """A MultiModeExporter that records every call (and its outcome).
+
+  `calls` holds one dict per `export` call: the returned path (None if
+  skipped), the checkpoint and the eval result. With `record_file`, each call
+  is also appended to that file as a JSON line (for other processes).
+  """
+
+  def __init__(self, *args, record_file: Optional[str] = None, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.calls: List[dict] = []
+    self._record_file = record_file
+
+  def export(self, estimator, export_path, checkpoint_path, eval_result,
+             is_the_final_export):
+    path = super().export(estimator, export_path, checkpoint_path,
+                          eval_result, is_the_final_export)
+    call = {'path': path, 'checkpoint': checkpoint_path,
+            'task_type': estimator.config.task_type,
+            'global_step': int(eval_result['global_step']),
+            'loss': float(eval_result['loss'])}
+    self.calls.append(call)
+    if self._record_file:
+      with open(self._record_file, 'a') as f:
+        f.write(json.dumps(call) + '\n')
+    return path
+
+
+def read_records(record_file: str) -> List[dict]:
+  if not os.path.exists(record_file):
+    return []
+  with open(record_file) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def assert_export_matches_checkpoint(test, export_dir: str, checkpoint: str,
+                                     modes=(ModeKeys.TRAIN, ModeKeys.EVAL,
+                                            ModeKeys.PREDICT)) -> None:
+  """Asserts the export has every mode's tag set and the checkpoint's values."""
+  test.assertEqual(meta_graph_tags(export_dir),
+                   sorted(sorted(TAGS[m]) for m in modes))
+  exported = saved_variables(export_dir)
+  expected = checkpoint_values(checkpoint)
+  test.assertEqual(sorted(exported), sorted(expected))
+  for key, value in expected.items():
+    np.testing.assert_array_equal(exported[key], value, err_msg=key)
+
+
+# An embedding regressor, for models whose embedding is partitioned (across
+# parameter servers in a cluster).
+VOCAB_SIZE = 16
+EMBEDDING_DIM = 4
+IDS_PER_EXAMPLE = 2
+
+
+def make_id_data(n: int = 64, seed: int = 0):
+  rng = np.random.RandomState(seed)
+  ids = rng.randint(0, VOCAB_SIZE, size=(n, IDS_PER_EXAMPLE)).astype(np.int64)
+  true_weights = np.linspace(-1.0, 1.0, VOCAB_SIZE).astype(np.float32)
+  y = true_weights[ids].sum(axis=1, keepdims=True).astype(np.float32)
+  return ids, y
+
+
+def id_input_fn(batch_size: int = 16, seed: int = 0):
+  ids, y = make_id_data(seed=seed)
+
+  def fn():
+    return tf.data.Dataset.from_tensor_slices(({'ids': ids}, y)).repeat().batch(
+        batch_size)
+  return fn
+
+
+def embedding_model_fn(features, labels, mode, params):
+  """Mean of looked-up embeddings -> dense -> regression, with Adagrad.
+
+  params['partitions'] (default 2) splits the embedding with
+  `fixed_size_partitioner`; under `replica_device_setter` each partition
+  lands on a different parameter server.
+  """
+  partitions = params.get('partitions', 2)
+  embedding = tf.compat.v1.get_variable(
+      'embedding', shape=[VOCAB_SIZE, EMBEDDING_DIM],
+      initializer=tf.compat.v1.truncated_normal_initializer(stddev=0.1,
+                                                             seed=1),
+      partitioner=tf.compat.v1.fixed_size_partitioner(partitions))
+  vectors = tf.reduce_mean(
+      tf.nn.embedding_lookup(embedding, features['ids']), axis=1)
+  dense = tf.compat.v1.get_variable(
+      'dense', shape=[EMBEDDING_DIM, 1],
+      initializer=tf.compat.v1.truncated_normal_initializer(stddev=0.1,
+                                                             seed=2))
+  bias = tf.compat.v1.get_variable(
+      'bias', shape=[1], initializer=tf.compat.v1.zeros_initializer())
+  predictions = tf.matmul(vectors, dense) + bias
+  export_outputs = {'serving_default': tf.estimator.export.PredictOutput(
+      {'y': predictions})}
+  if mode == ModeKeys.PREDICT:
+    return tf.estimator.EstimatorSpec(mode, predictions={'y': predictions},
+                                      export_outputs=export_outputs)
+  loss = tf.compat.v1.losses.mean_squared_error(labels, predictions)
+  train_op = None
+  if mode == ModeKeys.TRAIN:
+    train_op = tf.compat.v1.train.AdagradOptimizer(0.5).minimize(
+        loss, global_step=tf.compat.v1.train.get_global_step())
+  return tf.estimator.EstimatorSpec(
+      mode, predictions={'y': predictions}, loss=loss, train_op=train_op,
+      export_outputs=export_outputs)
+
+
+def id_receiver_map(modes=(ModeKeys.TRAIN, ModeKeys.EVAL, ModeKeys.PREDICT)):
+  features = {'ids': tf.zeros([1, IDS_PER_EXAMPLE], tf.int64)}
+  fns = {
+      ModeKeys.TRAIN:
+          tf.estimator.experimental.build_raw_supervised_input_receiver_fn(
+              features, tf.zeros([1, 1])),
+      ModeKeys.EVAL:
+          tf.estimator.experimental.build_raw_supervised_input_receiver_fn(
+              features, tf.zeros([1, 1])),
+      ModeKeys.PREDICT:
+          tf.estimator.export.build_raw_serving_input_receiver_fn(features),
+  }
+  return {m: fns[m] for m in modes}

@@ -18,12 +18,14 @@ EXPECTED_ALL = (
     'MissingVariablesError',
     'ModelFnError',
     'MultiModeExportMixin',
+    'MultiModeExporter',
     'PublishError',
     'ReceiverError',
     'VariableMismatchError',
     'VerificationError',
     'choose_variables_carrier',
     'export_all_saved_models',
+    'export_saved_models_per_mode',
 )
 
 

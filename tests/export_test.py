@@ -102,7 +102,8 @@ class ModeMatrixTest(tf.test.TestCase, parameterized.TestCase):
     if ModeKeys.TRAIN in modes:
       losses = models.train_steps(path, steps=15, feeds=raw)
       self.assertLess(losses[-1], losses[0])
-      tf2_losses = models.tf2_train_steps(path, raw, steps=15)
+      tf2_losses = models.tf2_train_steps(path, steps=15, tags=['train'],
+                                           feeds=raw)
       self.assertLess(tf2_losses[-1], tf2_losses[0])
       # Training from the export starts at the exported weights.
       self.assertAllClose(tf2_losses[0], losses[0], rtol=1e-5)

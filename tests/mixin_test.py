@@ -29,8 +29,9 @@ class MixinNamesTest(parameterized.TestCase):
   def _added(self):
     return set(vars(multimode_export.MultiModeExportMixin)) - _AUTOMATIC
 
-  def test_adds_exactly_export_all_saved_models(self):
-    self.assertEqual(self._added(), {'export_all_saved_models'})
+  def test_adds_exactly_the_export_methods(self):
+    self.assertEqual(self._added(), {'export_all_saved_models',
+                                     'export_saved_models_per_mode'})
 
   @parameterized.named_parameters(
       ('estimator', tf.estimator.Estimator),

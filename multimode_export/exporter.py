@@ -207,6 +207,7 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
 
   @property
   def name(self) -> str:
+    """The exporter's name: exports go to `<model_dir>/export/<name>/`."""
     return self._name
 
   @property

@@ -10,8 +10,10 @@ Nothing is written before step 4, and a failure in step 4 removes the
 staging directory.
 """
 
+import contextlib
 import dataclasses
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import (Callable, Dict, Iterable, Iterator, List, Mapping,
+                    Optional, Sequence)
 
 import tensorflow as tf
 from absl import logging
@@ -111,6 +113,19 @@ def plan_export(estimator, export_dir_base, input_receiver_fn_map: ReceiverMap,
   return ExportPlan(base, tuple(graphs), checkpoint, assets.files, extra)
 
 
+@contextlib.contextmanager
+def _as_publish_error(export_dir_base: str, step: str) -> Iterator[None]:
+  """Re-raises filesystem errors as PublishError."""
+  try:
+    yield
+  except errors.Error:
+    raise
+  except (OSError, tf.errors.OpError) as e:
+    raise errors.PublishError(
+        f'{step} the export under {export_dir_base!r} failed: '
+        f'{type(e).__name__}: {e}', export_dir_base) from e
+
+
 def write_plan(plan: ExportPlan, graphs: Sequence[mode_graph.ModeGraph],
                export_dir_base: str, options: saved_model_writer.WriteOptions,
                verify: bool = False) -> str:
@@ -125,16 +140,10 @@ def write_plan(plan: ExportPlan, graphs: Sequence[mode_graph.ModeGraph],
   """
   publish.remove_stale_staging(export_dir_base)
   with publish.open_staging(export_dir_base) as staging:
-    try:
+    with _as_publish_error(export_dir_base, 'writing'):
       saved_model_writer.write_saved_model(
           staging.path, graphs, plan.checkpoint, plan.assets,
           plan.assets_extra, options)
-    except errors.Error:
-      raise
-    except (OSError, tf.errors.OpError) as e:
-      raise errors.PublishError(
-          f'writing the export under {export_dir_base!r} failed: '
-          f'{type(e).__name__}: {e}', export_dir_base) from e
     if verify:
       # Imported here: verification loads TF SavedModel machinery that a
       # plain export does not need.
@@ -144,7 +153,8 @@ def write_plan(plan: ExportPlan, graphs: Sequence[mode_graph.ModeGraph],
         raise errors.VerificationError(
             f'the export failed verification, not published:\n{report}',
             report)
-    return staging.publish()
+    with _as_publish_error(export_dir_base, 'publishing'):
+      return staging.publish()
 
 
 def export_all_saved_models(

@@ -24,7 +24,8 @@ is ever published.
   moved claims the version (renamed without overwriting; a concurrent
   exporter that claimed it first makes this one take the next number). If a
   move fails, the files already moved are deleted again. Leftover staging
-  directories are removed once older than `STALE_AFTER_SECONDS`.
+  directories are removed once older than `STALE_AFTER_SECONDS`; their age
+  is read from their name, so even one whose creation was cut short goes.
 
 Failures before publishing remove the staging directory and any directory
 the export created (the base itself and missing parents, if still empty), so
@@ -49,7 +50,6 @@ from multimode_export import filesystem
 STAGING_PREFIX = '.multimode-export-staging-'
 # Remote staging directories carry no lock; they are stale after this long.
 STALE_AFTER_SECONDS = 24 * 3600.0
-_STARTED_MARKER = '.started'
 # Retries when a concurrent exporter removes the base we are about to lock,
 # or claims the version we picked on a remote filesystem.
 _MAX_ATTEMPTS = 100
@@ -134,8 +134,10 @@ class Staging:
   def __init__(self, export_dir_base: str):
     self.export_dir_base = export_dir_base
     self.local = filesystem.is_local(export_dir_base)
+    # The creation time ends the name: remote staging directories have no
+    # lock and often no reliable mtime.
     name = (f'{STAGING_PREFIX}{socket.gethostname()}-{os.getpid()}-'
-            f'{uuid.uuid4().hex[:12]}')
+            f'{uuid.uuid4().hex[:12]}-{int(time.time())}')
     self.path = filesystem.join(export_dir_base, name)
     self.published = False
     self._lock_fd: Optional[int] = None
@@ -146,9 +148,6 @@ class Staging:
         self._create_local()
       else:
         tf.io.gfile.makedirs(self.path)
-        with tf.io.gfile.GFile(filesystem.join(self.path, _STARTED_MARKER),
-                               'w') as f:
-          f.write(repr(time.time()))
     except (OSError, tf.errors.OpError) as e:
       self.discard()
       raise errors.ExportDirError(
@@ -204,8 +203,10 @@ class Staging:
       os.close(base_fd)
 
   def _publish_by_files(self) -> str:
-    marker = filesystem.join(self.path, _STARTED_MARKER)
-    files = sorted(f for f in _walk_files(self.path) if f != marker)
+    files = sorted(_walk_files(self.path))
+    if not files:
+      raise errors.PublishError(f'nothing staged in {self.path!r}',
+                                self.export_dir_base)
     last = [f for f in files if os.path.basename(f) in SAVED_MODEL_FILES]
     order = [f for f in files if f not in last] + last
     final = self._claim_version(order[0])
@@ -323,7 +324,7 @@ def remove_stale_staging(export_dir_base: str) -> List[str]:
   for name in tf.io.gfile.listdir(export_dir_base):
     name = name.rstrip('/')
     path = filesystem.join(export_dir_base, name)
-    if name.startswith(STAGING_PREFIX) and _remote_is_stale(path):
+    if name.startswith(STAGING_PREFIX) and _remote_is_stale(name):
       logging.info('Removing staging directory of a dead export: %s', path)
       try:
         tf.io.gfile.rmtree(path)
@@ -368,10 +369,8 @@ def _remove_stale_local(export_dir_base: str) -> List[str]:
   return removed
 
 
-def _remote_is_stale(path: str) -> bool:
-  try:
-    with tf.io.gfile.GFile(filesystem.join(path, _STARTED_MARKER)) as f:
-      started = float(f.read())
-  except (tf.errors.OpError, ValueError):
+def _remote_is_stale(name: str) -> bool:
+  started = name.rsplit('-', 1)[-1]
+  if not started.isdigit():
     return False
-  return time.time() - started > STALE_AFTER_SECONDS
+  return time.time() - int(started) > STALE_AFTER_SECONDS

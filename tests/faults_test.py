@@ -202,11 +202,6 @@ def _restore(root: str, before) -> None:
       _remove(f'{root}/{key.rstrip("/")}')
 
 
-def _without_staging(snapshot):
-  return {k: v for k, v in (snapshot or {}).items()
-          if publish.STAGING_PREFIX not in k}
-
-
 class FaultsTest(parameterized.TestCase):
 
   @classmethod

@@ -16,7 +16,6 @@ import time
 from typing import Dict, List
 
 from absl.testing import absltest
-import tensorflow as tf
 
 import models
 import multimode_export

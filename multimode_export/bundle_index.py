@@ -32,6 +32,9 @@ _TRAILER_BYTES = 5
 _NO_COMPRESSION = 0
 _CRC_MASK_DELTA = 0xa282ead8
 
+Header = tensor_bundle_pb2.BundleHeaderProto
+Entry = tensor_bundle_pb2.BundleEntryProto
+
 
 class IndexFormatError(ValueError):
   """The index is not a well-formed, uncompressed tensor_bundle table."""
@@ -112,8 +115,7 @@ def _entries(block: bytes) -> Iterator[Tuple[bytes, bytes]]:
     pos += value_len
 
 
-def parse(index: bytes) -> Tuple[tensor_bundle_pb2.BundleHeaderProto,
-                                  Dict[bytes, tensor_bundle_pb2.BundleEntryProto]]:
+def parse(index: bytes) -> Tuple[Header, Dict[bytes, Entry]]:
   """Parses the bytes of a `.index` file.
 
   Returns:
@@ -136,16 +138,16 @@ def parse(index: bytes) -> Tuple[tensor_bundle_pb2.BundleHeaderProto,
   index_offset, pos = _varint(index, pos, end)
   index_size, pos = _varint(index, pos, end)
   header = None
-  entries: Dict[bytes, tensor_bundle_pb2.BundleEntryProto] = {}
+  entries: Dict[bytes, Entry] = {}
   for _, handle in _entries(_block(index, index_offset, index_size)):
     offset, pos = _varint(handle, 0, len(handle))
     size, _ = _varint(handle, pos, len(handle))
     for key, value in _entries(_block(index, offset, size)):
       try:
         if not key:
-          header = tensor_bundle_pb2.BundleHeaderProto.FromString(value)
+          header = Header.FromString(value)
         else:
-          entries[key] = tensor_bundle_pb2.BundleEntryProto.FromString(value)
+          entries[key] = Entry.FromString(value)
       except Exception as e:  # pylint: disable=broad-except
         raise IndexFormatError(f'entry {key!r} is not a bundle proto: '
                                f'{e}') from e
@@ -154,15 +156,13 @@ def parse(index: bytes) -> Tuple[tensor_bundle_pb2.BundleHeaderProto,
   return header, entries
 
 
-def read(index_path: str) -> Tuple[tensor_bundle_pb2.BundleHeaderProto,
-                                   Dict[bytes, tensor_bundle_pb2.BundleEntryProto]]:
+def read(index_path: str) -> Tuple[Header, Dict[bytes, Entry]]:
   """Reads and parses the `.index` file at `index_path` (any filesystem)."""
   with tf.io.gfile.GFile(index_path, 'rb') as f:
     return parse(f.read())
 
 
-def shard_extents(entries: Dict[bytes, tensor_bundle_pb2.BundleEntryProto]
-                 ) -> Dict[int, int]:
+def shard_extents(entries: Dict[bytes, Entry]) -> Dict[int, int]:
   """Shard id -> the byte offset where its last tensor ends."""
   extents: Dict[int, int] = {}
   for entry in entries.values():

@@ -1,4 +1,4 @@
-"""Property: any receiver map and assets_extra either exports or leaves no trace.
+"""Property: any receiver map and assets_extra exports, or leaves no trace.
 
 Hypothesis draws receiver maps (valid and invalid keys, receivers of every
 kind) and `assets_extra` dicts (relative, absolute, escaping and duplicate

@@ -3,6 +3,7 @@
 The workers (tests/export_worker.py) export the model this test trains, into
 a base shared with the test and with each other.
 """
+# bazel-data: :export_worker
 
 import json
 import os

@@ -361,21 +361,29 @@ def _walk_files(root: str) -> List[str]:
 
 
 def _rename_dirs(moves: Sequence[Tuple[str, str]]) -> None:
-  """Renames local directories in order; on failure renames them back."""
-  done = []
+  """Renames local directories in order; on failure renames them back and
+  removes the parent directories it created."""
+  done, created = [], []
   try:
     for src, dst in moves:
-      parent = os.path.dirname(filesystem.local_path(dst))
-      created = not os.path.isdir(parent)
+      src, dst = filesystem.local_path(src), filesystem.local_path(dst)
+      parent = os.path.dirname(dst)
+      created.extend(_missing_dirs(parent))
       os.makedirs(parent, exist_ok=True)
-      os.rename(filesystem.local_path(src), filesystem.local_path(dst))
-      done.append((src, dst, parent if created else None))
+      try:
+        os.rename(src, dst)
+      except OSError:
+        # A rename reported as failed may still have happened (NFS retries
+        # it): then it is done, and rolled back with the others if need be.
+        if not os.path.lexists(dst) or os.path.lexists(src):
+          raise
+      done.append((src, dst))
   except BaseException:  # also KeyboardInterrupt: never leave half a group
-    for src, dst, created in reversed(done):
-      os.rename(filesystem.local_path(dst), filesystem.local_path(src))
-      if created:
-        with contextlib.suppress(OSError):
-          os.rmdir(created)
+    for src, dst in reversed(done):
+      os.rename(dst, src)
+    for path in created:  # innermost first
+      with contextlib.suppress(OSError):
+        os.rmdir(path)
     raise
 
 
@@ -397,6 +405,7 @@ def move_files(moves: Sequence[Tuple[str, str]],
       pair = (src, filesystem.join(dst_dir, src[len(src_dir):]))
       (protos if os.path.basename(src) in SAVED_MODEL_FILES else
        files).append(pair)
+  created = [d for _, dst_dir in moves for d in _missing_dirs(dst_dir)]
   done = []
   try:
     for src, dst in files + protos:
@@ -409,6 +418,10 @@ def move_files(moves: Sequence[Tuple[str, str]],
     for _, dst_dir in moves:
       with contextlib.suppress(OSError, tf.errors.OpError):
         tf.io.gfile.rmtree(dst_dir)
+    for path in created:  # innermost first; e.g. a new mode directory
+      with contextlib.suppress(OSError, tf.errors.OpError):
+        if tf.io.gfile.isdir(path) and not tf.io.gfile.listdir(path):
+          tf.io.gfile.rmtree(path)
     raise
 
 

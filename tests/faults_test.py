@@ -15,6 +15,7 @@ healthy export succeeds.
 """
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import os
@@ -34,8 +35,10 @@ import models
 from multimode_export import assets_extra
 from multimode_export import errors
 from multimode_export import export
+from multimode_export import per_mode
 from multimode_export import publish
 from multimode_export import saved_model_writer
+from multimode_export import target_dir
 from multimode_export import variables_transfer
 
 ModeKeys = tf.estimator.ModeKeys
@@ -168,9 +171,9 @@ class FaultInjector:
                           ioctl=self._wrap('ioctl', OSError, fcntl.ioctl))
     with contextlib.ExitStack() as stack:
       for module in (publish, saved_model_writer, variables_transfer,
-                     assets_extra):
+                     assets_extra, per_mode, target_dir):
         stack.enter_context(mock.patch.object(module, 'tf', faulty_tf))
-      for module in (publish, variables_transfer):
+      for module in (publish, variables_transfer, target_dir):
         stack.enter_context(mock.patch.object(module, 'os', faulty_os))
         stack.enter_context(mock.patch.object(module, 'fcntl', faulty_fcntl))
       stack.enter_context(mock.patch.object(publish, 'shutil', faulty_shutil))
@@ -184,14 +187,13 @@ def _remove(path: str) -> None:
     tf.io.gfile.rmtree(path)
 
 
-def _new_entries(root: str, before, after, base: str, export_dir: str):
-  """Entries of `after` not in `before`, other than the export directory
-  and the directories leading to `base` (created by a successful export)."""
-  rel_base = base[len(root) + 1:]
-  rel_export = export_dir[len(root) + 1:]
+def _new_entries(root: str, before, after, published):
+  """Entries of `after` not in `before`, other than the published
+  directories, their contents and the directories leading to them."""
+  rels = [p[len(root) + 1:] for p in published]
   return {k for k in set(after) - set(before)
-          if not k.startswith(rel_export) and
-          not rel_base.startswith(k.rstrip('/'))}
+          if not any(k.startswith(r) or r.startswith(k.rstrip('/'))
+                     for r in rels)}
 
 
 def _restore(root: str, before) -> None:
@@ -223,6 +225,10 @@ class FaultsTest(parameterized.TestCase):
         'predict': export.plan_export(
             cls.estimator, '/unused', models.receiver_map((ModeKeys.PREDICT,))),
     }
+    # One SavedModel per mode under <base>/<mode>/<version>, published as a
+    # group; and one SavedModel at a fixed export_dir=<base>/model.
+    cls.plans['per_mode'] = cls.plans['full']
+    cls.plans['export_dir'] = cls.plans['full']
 
   def _root(self, filesystem: str) -> str:
     if filesystem == 'local':
@@ -243,15 +249,28 @@ class FaultsTest(parameterized.TestCase):
       f.write('keep me')
     if base_exists:
       base = root + '/base'
-      self._write(base, plan_name)
+      # An earlier export (a fixed export_dir= target must be new: the
+      # earlier one goes elsewhere in the base).
+      self._write(base, 'full' if plan_name == 'export_dir' else plan_name)
     else:
       base = root + '/new/deeper/base'  # neither base nor parents exist
     return root, base
 
-  def _write(self, base: str, plan_name: str, allow_links: bool = True) -> str:
+  def _write(self, base: str, plan_name: str,
+             allow_links: bool = True) -> List[str]:
+    """Writes and publishes an export; returns the published directories."""
     options = saved_model_writer.WriteOptions(allow_links=allow_links)
-    plan = self.plans[plan_name]
-    return export.write_plan(plan, plan.graphs, base, options)
+    plan = dataclasses.replace(self.plans[plan_name], export_dir_base=base)
+    if plan_name == 'per_mode':
+      return sorted(per_mode.write_plan_per_mode(plan, options).values())
+    if plan_name == 'export_dir':
+      plan = dataclasses.replace(plan, export_dir=base + '/model')
+    return [export.write_plan(plan, plan.graphs, base, options)]
+
+  def _check_complete(self, published: List[str], plan_name: str) -> None:
+    tags = sorted(sorted(g.tags) for g in self.plans[plan_name].graphs)
+    loaded = sorted(t for p in published for t in models.load_every_tag_set(p))
+    self.assertEqual(loaded, tags)
 
   def _run_loop(self, filesystem, plan_name, allow_links, base_exists, after):
     root, base = self._prepare(filesystem, base_exists, plan_name)
@@ -261,10 +280,10 @@ class FaultsTest(parameterized.TestCase):
     while True:
       n += 1
       injector = FaultInjector(fail_at=n, after=after)
-      error = path = None
+      error = published = None
       with injector.installed():
         try:
-          path = self._write(base, plan_name, allow_links)
+          published = self._write(base, plan_name, allow_links)
         except errors.Error as e:
           error = e
       if not injector.fired:
@@ -280,11 +299,9 @@ class FaultsTest(parameterized.TestCase):
       else:
         # The fault hit a step whose failure the export tolerates (e.g. a
         # reflink falling back to a hard link): the export must be whole.
-        self.assertEqual(models.load_every_tag_set(path),
-                         sorted(sorted(g.tags) for g in
-                                self.plans[plan_name].graphs))
-        leftover = _new_entries(root, before, models.snapshot(root), base,
-                                path)
+        self._check_complete(published, plan_name)
+        leftover = _new_entries(root, before, models.snapshot(root),
+                                published)
         self.assertTrue(all(publish.STAGING_PREFIX in k for k in leftover),
                         leftover)
         outcomes.append((n, op[0], 'tolerated'))
@@ -295,11 +312,10 @@ class FaultsTest(parameterized.TestCase):
     # one new, loadable version and nothing else.
     self.assertLen(outcomes, steps)
     after_snapshot = models.snapshot(root)
-    self.assertEmpty(_new_entries(root, before, after_snapshot, base, path))
-    self.assertTrue(tf.io.gfile.exists(path + '/saved_model.pb'))
+    self.assertEmpty(_new_entries(root, before, after_snapshot, published))
     for k, v in before.items():
       self.assertEqual(after_snapshot.get(k, 'missing'), v, k)
-    self.assertNotEmpty(models.load_every_tag_set(path))
+    self._check_complete(published, plan_name)
     logging.info('%s/%s links=%s after=%s: %d steps: %s', filesystem,
                  plan_name, allow_links, after, steps, outcomes)
     print(f'\n{filesystem}/{plan_name} links={allow_links} after={after}: '
@@ -314,6 +330,10 @@ class FaultsTest(parameterized.TestCase):
       ('local_stream', 'local', 'predict', True, True),
       ('ram_full_new_base', 'ram', 'full', True, False),
       ('ram_stream', 'ram', 'predict', True, True),
+      ('local_per_mode', 'local', 'per_mode', True, True),
+      ('ram_per_mode_new_base', 'ram', 'per_mode', True, False),
+      ('local_export_dir', 'local', 'export_dir', True, True),
+      ('ram_export_dir_new_base', 'ram', 'export_dir', True, False),
   )
   def test_fail_every_step_before_it_acts(self, filesystem, plan_name,
                                           allow_links, base_exists):
@@ -324,6 +344,8 @@ class FaultsTest(parameterized.TestCase):
       ('local_link', 'local', 'full', True, True),
       ('local_stream_new_base', 'local', 'predict', True, False),
       ('ram_full', 'ram', 'full', True, True),
+      ('local_per_mode', 'local', 'per_mode', True, True),
+      ('ram_export_dir', 'ram', 'export_dir', True, True),
   )
   def test_fail_every_step_after_it_acted(self, filesystem, plan_name,
                                           allow_links, base_exists):
@@ -335,7 +357,7 @@ class FaultsTest(parameterized.TestCase):
     root = self._root(filesystem)
     injector = FaultInjector()
     with injector.installed():
-      path = self._write(root + '/base', 'full')
+      [path] = self._write(root + '/base', 'full')
     # The last step that puts data under the final name: the directory
     # rename on local disk, saved_model.pb's own rename elsewhere.
     into_final = [(op, p) for op, p in injector.ops
@@ -367,7 +389,7 @@ class FaultsTest(parameterized.TestCase):
       published = set()
       with injector.installed():
         try:
-          published.add(os.path.basename(self._write(base, 'full')))
+          published.add(os.path.basename(self._write(base, 'full')[0]))
         except errors.Error:
           pass
       if not injector.fired:
@@ -387,7 +409,7 @@ class FaultsTest(parameterized.TestCase):
       # The next export removes the dead staging data (at once on local
       # disk; on ram:// once older than STALE_AFTER_SECONDS, 0 here).
       with mock.patch.object(publish, 'STALE_AFTER_SECONDS', -1.0):
-        path = self._write(base, 'full')
+        [path] = self._write(base, 'full')
       self.assertNotEmpty(models.load_every_tag_set(path))
       left = set(models.snapshot(root)) - set(before)
       self.assertTrue(all(k.startswith(path[len(root) + 1:]) or

@@ -5,17 +5,15 @@ files); no tensor value is loaded.
 """
 
 import dataclasses
-import re
 from typing import Dict, Tuple
 
 import tensorflow as tf
 
 from multimode_export import _tf_private
+from multimode_export import bundle_index
 from multimode_export import errors
 from multimode_export import filesystem
 from multimode_export import saver_spec
-
-_DATA_SUFFIX = re.compile(r'\.data-(\d{5})-of-(\d{5})$')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,8 +79,8 @@ def read(prefix: str) -> CheckpointInfo:
   """Reads a checkpoint's index: its keys, dtypes, shapes and files.
 
   Raises:
-    errors.CheckpointReadError: if the index is unreadable or a data shard is
-      missing.
+    errors.CheckpointReadError: if the index is unreadable or corrupt, or a
+      data shard is missing or shorter than the index says.
   """
   try:
     # Not tf.train.load_checkpoint: on ram:// `<prefix>` "is a directory"
@@ -101,19 +99,33 @@ def read(prefix: str) -> CheckpointInfo:
 
 
 def _data_files(prefix: str) -> Tuple[str, ...]:
-  found = {}
-  for path in tf.io.gfile.glob(prefix + '.data-*-of-*'):
-    match = _DATA_SUFFIX.search(path)
-    if match:
-      found.setdefault(int(match.group(2)), []).append(path)
-  if not found:
-    raise errors.CheckpointReadError(prefix, 'no data file next to the index')
-  count = max(found)
-  shards = sorted(found[count])
-  if len(shards) != count:
+  """The data shards the index names, checked against the index's extents.
+
+  Reads only the index (see `bundle_index`) and the shards' sizes, so a
+  missing, truncated or shortened shard is found before anything is written.
+  """
+  index = prefix + '.index'
+  try:
+    header, entries = bundle_index.read(index)
+  except (bundle_index.IndexFormatError, tf.errors.OpError) as e:
+    raise errors.CheckpointReadError(prefix, f'index {index!r}: {e}') from e
+  count = header.num_shards
+  shards = tuple(f'{prefix}.data-{i:05d}-of-{count:05d}' for i in range(count))
+  missing = [s for s in shards if not tf.io.gfile.exists(s)]
+  if missing:
     raise errors.CheckpointReadError(
-        prefix, f'expected {count} data shards, found {len(shards)}')
-  return tuple(shards)
+        prefix, f'data shard(s) missing: {", ".join(map(repr, missing))} '
+        f'(the index names {count})')
+  for shard_id, needed in sorted(bundle_index.shard_extents(entries).items()):
+    if shard_id >= count:
+      raise errors.CheckpointReadError(
+          prefix, f'index {index!r} points into shard {shard_id} of {count}')
+    size = tf.io.gfile.stat(shards[shard_id]).length
+    if size < needed:
+      raise errors.CheckpointReadError(
+          prefix, f'data shard {shards[shard_id]!r} is truncated: {size} '
+          f'bytes, the index needs {needed}')
+  return shards
 
 
 def check_mode_variables(mode: str, needed: Dict[str, saver_spec.VariableSpec],

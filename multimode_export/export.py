@@ -173,9 +173,11 @@ def write_plan(plan: ExportPlan, graphs: Sequence[mode_graph.ModeGraph],
           plan.assets_extra, options)
     if verify:
       verify_staged(staging.path)
-    if plan.export_dir is not None:
-      return target_dir.publish_to(staging, plan.export_dir, plan.overwrite)
-    return staging.publish()
+    # A failure while publishing is a PublishError too, not a raw OSError.
+    with write_errors_as_publish_error(export_dir_base):
+      if plan.export_dir is not None:
+        return target_dir.publish_to(staging, plan.export_dir, plan.overwrite)
+      return staging.publish()
 
 
 def export_all_saved_models(

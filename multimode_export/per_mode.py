@@ -76,8 +76,10 @@ def write_plan_per_mode(plan: export_lib.ExportPlan,
       return {mode: filesystem.join(plan.export_dir, name)
               for mode, name in names.items()}
     # plan.graphs is in MODE_ORDER, so PREDICT (`serve`) is published last.
-    published = staging.publish_group(
-        [names[g.mode] for g in plan.graphs], layout.MODE_DIRS.values())
+    # Locking the base or writing the journal can fail too: PublishError.
+    with export_lib.write_errors_as_publish_error(base):
+      published = staging.publish_group(
+          [names[g.mode] for g in plan.graphs], layout.MODE_DIRS.values())
   return {mode: published[name] for mode, name in names.items()}
 
 

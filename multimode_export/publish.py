@@ -11,15 +11,21 @@ is ever published.
   all, even if the process is killed. The staging directory is `flock`ed by
   its writer for its whole life, so a later export can tell a dead writer's
   leftovers (unlocked) from a live one's (locked) and removes only the first.
-  Choosing the version number and renaming happen under an exclusive `flock`
-  of `export_dir_base`, so concurrent exporters get distinct versions without
-  waiting for the clock.
+  Creating and locking a staging directory, removing dead ones, and choosing
+  the version number and renaming all happen under an exclusive `flock` of
+  `export_dir_base` itself, so a staging directory is never seen unlocked
+  while its writer lives, and concurrent exporters get distinct versions
+  without waiting for the clock.
 * Other filesystems (`gs://`, `s3://`, `hdfs://`, `ram://`), where renaming a
   directory is not atomic or not supported: the staging directory is written
   first, then its files are renamed one by one into the version directory,
   `saved_model.pb` (or `.pbtxt`) last. A poller that treats a version as ready
-  once `saved_model.pb` exists never sees a partial export. Leftover staging
-  directories are removed once older than `STALE_AFTER_SECONDS`.
+  once `saved_model.pb` exists never sees a partial export. The first file
+  moved claims the version (renamed without overwriting; a concurrent
+  exporter that claimed it first makes this one take the next number). If a
+  move fails, the files already moved are deleted again. Leftover staging
+  directories are removed once older than `STALE_AFTER_SECONDS`; their age
+  is read from their name, so even one whose creation was cut short goes.
 
 Per-mode groups (`Staging.publish_group`): every mode is staged completely in
 one staging directory, then, under the same lock, one version number is
@@ -28,6 +34,10 @@ chosen above every version of every mode directory and each mode is moved to
 A failed move moves the others back. An exporter killed between two moves
 leaves a journal in its staging directory, and the next export in the same
 base unpublishes that incomplete group before it publishes anything.
+
+Failures before publishing remove the staging directory and any directory
+the export created (the base itself and missing parents, if still empty), so
+`export_dir_base` is left as it was.
 """
 
 import contextlib
@@ -38,7 +48,8 @@ import shutil
 import socket
 import time
 import uuid
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import (Dict, Iterable, Iterator, List, Optional, Sequence,
+                    Tuple)
 
 import tensorflow as tf
 from absl import logging
@@ -47,13 +58,11 @@ from multimode_export import errors
 from multimode_export import filesystem
 
 STAGING_PREFIX = '.multimode-export-staging-'
-# An unlocked local staging directory younger than this may belong to a
-# writer that has created it but not locked it yet.
-_LOCAL_GRACE_SECONDS = 10.0
 # Remote staging directories carry no lock; they are stale after this long.
 STALE_AFTER_SECONDS = 24 * 3600.0
-_STARTED_MARKER = '.started'
-STARTED_MARKER = _STARTED_MARKER  # for callers that move staged files
+# Retries when a concurrent exporter removes the base we are about to lock,
+# or claims the version we picked on a remote filesystem.
+_MAX_ATTEMPTS = 100
 # Written into the staging directory before a group is published: which
 # version, which subdirectories. Lets a later export roll back the group of
 # an exporter killed half-way through publishing (`remove_stale_staging`).
@@ -103,38 +112,89 @@ def check_export_dir_base(export_dir_base: str) -> None:
         f'{export_dir_base!r}', export_dir_base)
 
 
+def _missing_dirs(path: str) -> List[str]:
+  """`path` and those of its ancestors that do not exist, innermost first."""
+  missing = []
+  if filesystem.is_local(path):
+    path = os.path.abspath(filesystem.local_path(path))
+    while not os.path.lexists(path):
+      missing.append(path)
+      path = os.path.dirname(path)
+    return missing
+  root = path[:path.index('://') + 3]
+  rest = path[len(root):].rstrip('/')
+  while rest and not tf.io.gfile.exists(root + rest):
+    missing.append(root + rest)
+    rest = rest.rsplit('/', 1)[0] if '/' in rest else ''
+  return missing
+
+
+def _lock_dir(path: str) -> int:
+  """Returns an fd of the local directory `path` holding its exclusive flock.
+
+  Raises:
+    FileNotFoundError: `path` was removed (or replaced) while we waited.
+  """
+  fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    held = os.fstat(fd)
+    if held.st_nlink == 0 or not os.path.samestat(held, os.stat(path)):
+      raise FileNotFoundError(f'{path!r} was removed while being locked')
+  except BaseException:
+    os.close(fd)
+    raise
+  return fd
+
+
 class Staging:
   """A hidden directory in `export_dir_base` where one export is written.
 
   Use `open_staging`; call `publish` once the contents are complete, or
-  `discard` to remove everything (the staging directory, and the base itself
-  if this export created it and it is empty again).
+  `discard` to remove everything (the staging directory, and the base and its
+  parents if this export created them and they are empty again).
   """
 
   def __init__(self, export_dir_base: str):
     self.export_dir_base = export_dir_base
     self.local = filesystem.is_local(export_dir_base)
-    self._created_base = not tf.io.gfile.exists(export_dir_base)
+    # The creation time ends the name: remote staging directories have no
+    # lock and often no reliable mtime.
     name = (f'{STAGING_PREFIX}{socket.gethostname()}-{os.getpid()}-'
-            f'{uuid.uuid4().hex[:12]}')
+            f'{uuid.uuid4().hex[:12]}-{int(time.time())}')
     self.path = filesystem.join(export_dir_base, name)
+    self.published = False
     self._lock_fd: Optional[int] = None
+    self._created: List[str] = []
     try:
+      self._created = _missing_dirs(export_dir_base)
       if self.local:
-        os.makedirs(filesystem.local_path(export_dir_base), exist_ok=True)
-        os.mkdir(filesystem.local_path(self.path))
-        self._lock_fd = os.open(filesystem.local_path(self.path), os.O_RDONLY)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self._create_local()
       else:
         tf.io.gfile.makedirs(self.path)
-        with tf.io.gfile.GFile(filesystem.join(self.path, _STARTED_MARKER),
-                               'w') as f:
-          f.write(repr(time.time()))
     except (OSError, tf.errors.OpError) as e:
       self.discard()
       raise errors.ExportDirError(
-          f'export_dir_base {export_dir_base!r} is not writable: {e}',
-          export_dir_base) from e
+          f'export_dir_base {export_dir_base!r} is not writable: '
+          f'{type(e).__name__}: {e}', export_dir_base) from e
+
+  def _create_local(self) -> None:
+    base = filesystem.local_path(self.export_dir_base)
+    for _ in range(_MAX_ATTEMPTS):
+      os.makedirs(base, exist_ok=True)
+      try:
+        base_fd = _lock_dir(base)
+      except FileNotFoundError:
+        continue  # a failed concurrent export removed the base it created
+      try:
+        os.mkdir(filesystem.local_path(self.path))
+        self._lock_fd = os.open(filesystem.local_path(self.path),
+                                os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      finally:
+        os.close(base_fd)
+      return
+    raise FileNotFoundError(f'{base!r} keeps disappearing')
 
   def publish(self) -> str:
     """Makes the staged export visible as the next version; returns its path."""
@@ -142,34 +202,79 @@ class Staging:
       final = self._publish_local()
     else:
       final = self._publish_by_files()
+    self.published = True
     self._release()
     logging.info('Export published at %s', final)
     return final
 
   def _publish_local(self) -> str:
-    base = filesystem.local_path(self.export_dir_base)
-    fd = os.open(base, os.O_RDONLY)
+    base_fd = _lock_dir(filesystem.local_path(self.export_dir_base))
     try:
-      fcntl.flock(fd, fcntl.LOCK_EX)
       final = filesystem.join(self.export_dir_base,
                               str(next_version(self.export_dir_base)))
-      os.rename(filesystem.local_path(self.path), filesystem.local_path(final))
+      staged, target = (filesystem.local_path(self.path),
+                        filesystem.local_path(final))
+      try:
+        os.rename(staged, target)
+      except OSError:
+        # A rename reported as failed may still have happened (NFS retries
+        # it); under the base lock, `target` can only be ours.
+        if os.path.isdir(target) and not os.path.lexists(staged):
+          return final
+        raise
       return final
     finally:
-      os.close(fd)  # releases the lock
+      os.close(base_fd)
 
   def _publish_by_files(self) -> str:
-    final = filesystem.join(self.export_dir_base,
-                            str(next_version(self.export_dir_base)))
-    marker = filesystem.join(self.path, _STARTED_MARKER)
-    files = [f for f in _walk_files(self.path) if f != marker]
+    files = sorted(_walk_files(self.path))
+    if not files:
+      raise errors.PublishError(f'nothing staged in {self.path!r}',
+                                self.export_dir_base)
     last = [f for f in files if os.path.basename(f) in SAVED_MODEL_FILES]
-    for src in [f for f in files if f not in last] + last:
-      dst = filesystem.join(final, src[len(self.path):])
-      tf.io.gfile.makedirs(os.path.dirname(dst))
-      tf.io.gfile.rename(src, dst)
-    tf.io.gfile.rmtree(self.path)
+    order = [f for f in files if f not in last] + last
+    final = self._claim_version(order[0])
+    try:
+      for src in order[1:]:
+        self._move(src, final)
+    except BaseException:
+      _remove_quietly(final)  # claimed by us: only our files are in it
+      raise
+    try:
+      tf.io.gfile.rmtree(self.path)
+    except tf.errors.OpError as e:
+      # Published already; the leftover is removed once stale.
+      logging.warning('Could not remove the staging directory %s: %s',
+                      self.path, e)
     return final
+
+  def _move(self, src: str, final: str) -> str:
+    dst = filesystem.join(final, src[len(self.path):])
+    tf.io.gfile.makedirs(os.path.dirname(dst))
+    tf.io.gfile.rename(src, dst, overwrite=False)
+    return dst
+
+  def _claim_version(self, first: str) -> str:
+    """Moves `first` into a new version directory, which makes it ours."""
+    for _ in range(_MAX_ATTEMPTS):
+      final = filesystem.join(self.export_dir_base,
+                              str(next_version(self.export_dir_base)))
+      existed = tf.io.gfile.exists(final)
+      try:
+        self._move(first, final)
+        return final
+      except tf.errors.AlreadyExistsError:
+        continue  # a concurrent exporter claimed this version first
+      except tf.errors.OpError:
+        dst = filesystem.join(final, first[len(self.path):])
+        if tf.io.gfile.exists(dst) and not tf.io.gfile.exists(first):
+          return final  # the rename happened although it reported an error
+        if not existed:
+          _remove_quietly(final, only_if_no_files=True)
+        raise
+    raise errors.PublishError(
+        f'could not claim a new version under {self.export_dir_base!r} after '
+        f'{_MAX_ATTEMPTS} attempts', self.export_dir_base)
 
   def publish_group(self, names: Sequence[str],
                     reserved: Iterable[str]) -> Dict[str, str]:
@@ -193,10 +298,7 @@ class Staging:
       errors.PublishError: a rename failed (already rolled back).
     """
     base = self.export_dir_base
-    fd = None
-    if self.local:
-      fd = os.open(filesystem.local_path(base), os.O_RDONLY)
-      fcntl.flock(fd, fcntl.LOCK_EX)
+    fd = _lock_dir(filesystem.local_path(base)) if self.local else None
     try:
       version = next_group_version(base, reserved)
       with tf.io.gfile.GFile(filesystem.join(self.path, _GROUP_JOURNAL),
@@ -216,28 +318,30 @@ class Staging:
     finally:
       if fd is not None:
         os.close(fd)
+    self.published = True
     self.discard()  # only the journal is left in it
     logging.info('Export group published as version %d of %s under %s',
                  version, list(names), base)
     return finals
 
   def discard(self) -> None:
-    """Removes the staging directory and, if this export created the base
-    and it is empty again, the base."""
+    """Removes the staging directory and the directories this export created
+    (the base and its parents), if they are empty again."""
     try:
-      if tf.io.gfile.exists(self.path):
-        if self.local:
-          shutil.rmtree(filesystem.local_path(self.path), ignore_errors=True)
-        else:
+      if self.local:
+        if os.path.lexists(filesystem.local_path(self.path)):
+          shutil.rmtree(filesystem.local_path(self.path))
+        for path in self._created:
+          if os.path.isdir(path) and not os.listdir(path):
+            # rmdir, not rmtree: a concurrent exporter may just have started
+            # staging in it.
+            os.rmdir(path)
+      else:
+        if tf.io.gfile.exists(self.path):
           tf.io.gfile.rmtree(self.path)
-      if self._created_base and tf.io.gfile.isdir(self.export_dir_base) and (
-          not tf.io.gfile.listdir(self.export_dir_base)):
-        # Only an empty base this export created; rmtree would race with a
-        # concurrent exporter that just started staging in it.
-        if self.local:
-          os.rmdir(filesystem.local_path(self.export_dir_base))
-        else:
-          tf.io.gfile.rmtree(self.export_dir_base)
+        for path in self._created:
+          if tf.io.gfile.isdir(path) and not tf.io.gfile.listdir(path):
+            tf.io.gfile.rmtree(path)
     except (OSError, tf.errors.OpError) as e:
       logging.warning('Could not remove staging data %s: %s', self.path, e)
     finally:
@@ -257,21 +361,29 @@ def _walk_files(root: str) -> List[str]:
 
 
 def _rename_dirs(moves: Sequence[Tuple[str, str]]) -> None:
-  """Renames local directories in order; on failure renames them back."""
-  done = []
+  """Renames local directories in order; on failure renames them back and
+  removes the parent directories it created."""
+  done, created = [], []
   try:
     for src, dst in moves:
-      parent = os.path.dirname(filesystem.local_path(dst))
-      created = not os.path.isdir(parent)
+      src, dst = filesystem.local_path(src), filesystem.local_path(dst)
+      parent = os.path.dirname(dst)
+      created.extend(_missing_dirs(parent))
       os.makedirs(parent, exist_ok=True)
-      os.rename(filesystem.local_path(src), filesystem.local_path(dst))
-      done.append((src, dst, parent if created else None))
+      try:
+        os.rename(src, dst)
+      except OSError:
+        # A rename reported as failed may still have happened (NFS retries
+        # it): then it is done, and rolled back with the others if need be.
+        if not os.path.lexists(dst) or os.path.lexists(src):
+          raise
+      done.append((src, dst))
   except BaseException:  # also KeyboardInterrupt: never leave half a group
-    for src, dst, created in reversed(done):
-      os.rename(filesystem.local_path(dst), filesystem.local_path(src))
-      if created:
-        with contextlib.suppress(OSError):
-          os.rmdir(created)
+    for src, dst in reversed(done):
+      os.rename(dst, src)
+    for path in created:  # innermost first
+      with contextlib.suppress(OSError):
+        os.rmdir(path)
     raise
 
 
@@ -293,6 +405,7 @@ def move_files(moves: Sequence[Tuple[str, str]],
       pair = (src, filesystem.join(dst_dir, src[len(src_dir):]))
       (protos if os.path.basename(src) in SAVED_MODEL_FILES else
        files).append(pair)
+  created = [d for _, dst_dir in moves for d in _missing_dirs(dst_dir)]
   done = []
   try:
     for src, dst in files + protos:
@@ -305,7 +418,22 @@ def move_files(moves: Sequence[Tuple[str, str]],
     for _, dst_dir in moves:
       with contextlib.suppress(OSError, tf.errors.OpError):
         tf.io.gfile.rmtree(dst_dir)
+    for path in created:  # innermost first; e.g. a new mode directory
+      with contextlib.suppress(OSError, tf.errors.OpError):
+        if tf.io.gfile.isdir(path) and not tf.io.gfile.listdir(path):
+          tf.io.gfile.rmtree(path)
     raise
+
+
+def _remove_quietly(path: str, only_if_no_files: bool = False) -> None:
+  try:
+    if not tf.io.gfile.exists(path):
+      return
+    if only_if_no_files and _walk_files(path):
+      return
+    tf.io.gfile.rmtree(path)
+  except tf.errors.OpError as e:
+    logging.warning('Could not remove %s: %s', path, e)
 
 
 @contextlib.contextmanager
@@ -315,7 +443,7 @@ def open_staging(export_dir_base: str) -> Iterator[Staging]:
   try:
     yield staging
   finally:
-    if tf.io.gfile.exists(staging.path):
+    if not staging.published:
       staging.discard()
 
 
@@ -324,26 +452,25 @@ def remove_stale_staging(export_dir_base: str) -> List[str]:
 
   Never touches a live exporter's staging directory or a published export,
   except the members of a per-mode group whose exporter died half-way
-  through publishing it (see `_roll_back_group`).
+  through publishing it (see `_roll_back_group`). Best effort: a directory
+  that cannot be removed is logged and skipped.
   """
   if not tf.io.gfile.isdir(export_dir_base):
     return []
+  if filesystem.is_local(export_dir_base):
+    return _remove_stale_local(export_dir_base)
   removed = []
   for name in tf.io.gfile.listdir(export_dir_base):
     name = name.rstrip('/')
-    if not name.startswith(STAGING_PREFIX):
-      continue
     path = filesystem.join(export_dir_base, name)
-    stale = (_local_is_stale(path) if filesystem.is_local(path)
-             else _remote_is_stale(path))
-    if stale:
+    if name.startswith(STAGING_PREFIX) and _remote_is_stale(name):
       logging.info('Removing staging directory of a dead export: %s', path)
-      _roll_back_group(export_dir_base, path)
-      if filesystem.is_local(path):
-        shutil.rmtree(filesystem.local_path(path), ignore_errors=True)
-      else:
+      try:
+        _roll_back_group(export_dir_base, path)
         tf.io.gfile.rmtree(path)
-      removed.append(path)
+        removed.append(path)
+      except tf.errors.OpError as e:
+        logging.warning('Could not remove %s: %s', path, e)
   return removed
 
 
@@ -382,25 +509,44 @@ def _roll_back_group(export_dir_base: str, staging_path: str) -> None:
     tf.io.gfile.rmtree(published)
 
 
-def _local_is_stale(path: str) -> bool:
+def _remove_stale_local(export_dir_base: str) -> List[str]:
+  base = filesystem.local_path(export_dir_base)
   try:
-    fd = os.open(filesystem.local_path(path), os.O_RDONLY)
-  except OSError:
-    return False
+    base_fd = _lock_dir(base)
+  except OSError as e:
+    logging.warning('Not removing stale staging data in %s: %s', base, e)
+    return []
+  removed = []
   try:
-    try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      return False  # a live exporter holds it
-    return time.time() - os.fstat(fd).st_ctime > _LOCAL_GRACE_SECONDS
+    for name in os.listdir(base):
+      if not name.startswith(STAGING_PREFIX):
+        continue
+      path = filesystem.join(export_dir_base, name)
+      try:
+        fd = os.open(filesystem.local_path(path), os.O_RDONLY | os.O_DIRECTORY)
+      except OSError:
+        continue
+      try:
+        # Writers create and lock their staging directory while holding the
+        # base lock, which we hold: an unlocked one has no live writer.
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        logging.info('Removing staging directory of a dead export: %s', path)
+        _roll_back_group(export_dir_base, path)
+        shutil.rmtree(filesystem.local_path(path))
+        removed.append(path)
+      except BlockingIOError:
+        pass  # a live exporter holds it
+      except (OSError, tf.errors.OpError) as e:
+        logging.warning('Could not remove %s: %s', path, e)
+      finally:
+        os.close(fd)
   finally:
-    os.close(fd)
+    os.close(base_fd)
+  return removed
 
 
-def _remote_is_stale(path: str) -> bool:
-  try:
-    with tf.io.gfile.GFile(filesystem.join(path, _STARTED_MARKER)) as f:
-      started = float(f.read())
-  except (tf.errors.OpError, ValueError):
+def _remote_is_stale(name: str) -> bool:
+  started = name.rsplit('-', 1)[-1]
+  if not started.isdigit():
     return False
-  return time.time() - started > STALE_AFTER_SECONDS
+  return time.time() - int(started) > STALE_AFTER_SECONDS

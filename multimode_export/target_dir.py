@@ -145,9 +145,7 @@ def _publish_remote(staging: publish.Staging, export_dir: str,
     for proto in protos:
       tf.io.gfile.remove(proto)
     tf.io.gfile.rmtree(export_dir)
-  publish.move_files(
-      [(staging.path, export_dir)],
-      skip=[filesystem.join(staging.path, publish.STARTED_MARKER)])
+  publish.move_files([(staging.path, export_dir)])
 
 
 def publish_to(staging: publish.Staging, export_dir: str,

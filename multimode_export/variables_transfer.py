@@ -34,6 +34,7 @@ from absl import logging
 
 from multimode_export import _tf_private
 from multimode_export import checkpoint as checkpoint_lib
+from multimode_export import errors
 from multimode_export import filesystem
 from multimode_export import saver_spec
 
@@ -193,9 +194,16 @@ def stream_subset(checkpoint: checkpoint_lib.CheckpointInfo,
       names = [e[0] for e in chunk]
       slices = [e[1] for e in chunk]
       dtypes = [tf.as_dtype(e[2]) for e in chunk]
-      tensors = tf.raw_ops.RestoreV2(
-          prefix=checkpoint.prefix, tensor_names=names,
-          shape_and_slices=slices, dtypes=dtypes)
+      try:
+        tensors = tf.raw_ops.RestoreV2(
+            prefix=checkpoint.prefix, tensor_names=names,
+            shape_and_slices=slices, dtypes=dtypes)
+      except tf.errors.OpError as e:
+        # The checkpoint's bytes are at fault (e.g. a crc32c mismatch), not
+        # the export being written.
+        raise errors.CheckpointReadError(
+            checkpoint.prefix, f'reading {", ".join(names[:5])}'
+            f'{" ..." if len(names) > 5 else ""}: {e.message}') from e
       part = filesystem.join(parts_dir, f'part-{i:05d}')
       tf.raw_ops.SaveV2(prefix=part, tensor_names=names,
                         shape_and_slices=slices, tensors=tensors)

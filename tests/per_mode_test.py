@@ -497,9 +497,9 @@ class PerModeTest(parameterized.TestCase, tf.test.TestCase):
     orphan = layout.find_layout(base).saved_model_dirs()
     self.assertEqual(list(orphan), [ModeKeys.TRAIN])  # half a group visible
 
-    with mock.patch.object(publish, '_LOCAL_GRACE_SECONDS', 0.0):
-      paths = per_mode.export_saved_models_per_mode(
-          self.estimator, base, models.receiver_map([ModeKeys.PREDICT]))
+    # The dead exporter's staging directory is unlocked: removed at once.
+    paths = per_mode.export_saved_models_per_mode(
+        self.estimator, base, models.receiver_map([ModeKeys.PREDICT]))
     self.assertFalse(os.path.exists(orphan[ModeKeys.TRAIN]))
     found = layout.find_layout(base)
     self.assertEqual(found.saved_model_dirs(), paths)

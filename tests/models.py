@@ -547,45 +547,6 @@ def v1_format_saver_model_fn(features, labels, mode, params):
 
 def tf2_train_steps(export_dir: str, steps: int = 20, tags=None,
                     feeds: Optional[Dict[str, np.ndarray]] = None
-def snapshot(path: str) -> Optional[Dict[str, Optional[str]]]:
-  """Every directory and file under `path` (any filesystem), None if absent.
-
-  Directories map to None and files to the sha256 of their contents, keyed by
-  their path relative to `path` ('' is `path` itself), so two snapshots are
-  equal exactly when nothing was created, removed or changed.
-  """
-  if not tf.io.gfile.exists(path):
-    return None
-  if not tf.io.gfile.isdir(path):
-    with tf.io.gfile.GFile(path, 'rb') as f:
-      return {'': hashlib.sha256(f.read()).hexdigest()}
-  out: Dict[str, Optional[str]] = {'': None}
-  root = path.rstrip('/')
-  for dirpath, dirs, files in tf.io.gfile.walk(root):
-    rel = dirpath[len(root):].lstrip('/')
-    for name in dirs:
-      out[posixpath.join(rel, name.rstrip('/')) + '/'] = None
-    for name in files:
-      with tf.io.gfile.GFile(posixpath.join(dirpath, name), 'rb') as f:
-        out[posixpath.join(rel, name)] = hashlib.sha256(f.read()).hexdigest()
-  return out
-
-
-def load_every_tag_set(export_dir: str) -> List[List[str]]:
-  """Loads each MetaGraphDef in a fresh graph and restores its variables.
-
-  Returns:
-    The tag sets loaded, sorted.
-  """
-  loaded = []
-  for tags in meta_graph_tags(export_dir):
-    _, session, _ = tf1_load(export_dir, tags)
-    session.close()
-    loaded.append(tags)
-  return loaded
-
-
-def tf2_train_steps(export_dir: str, steps: int = 20, tags=None
                    ) -> List[float]:
   """Train steps from TF2: `tf.saved_model.load` + `prune` of loss and train op.
 
@@ -763,3 +724,41 @@ def id_receiver_map(modes=(ModeKeys.TRAIN, ModeKeys.EVAL, ModeKeys.PREDICT)):
           tf.estimator.export.build_raw_serving_input_receiver_fn(features),
   }
   return {m: fns[m] for m in modes}
+
+
+def snapshot(path: str) -> Optional[Dict[str, Optional[str]]]:
+  """Every directory and file under `path` (any filesystem), None if absent.
+
+  Directories map to None and files to the sha256 of their contents, keyed by
+  their path relative to `path` ('' is `path` itself), so two snapshots are
+  equal exactly when nothing was created, removed or changed.
+  """
+  if not tf.io.gfile.exists(path):
+    return None
+  if not tf.io.gfile.isdir(path):
+    with tf.io.gfile.GFile(path, 'rb') as f:
+      return {'': hashlib.sha256(f.read()).hexdigest()}
+  out: Dict[str, Optional[str]] = {'': None}
+  root = path.rstrip('/')
+  for dirpath, dirs, files in tf.io.gfile.walk(root):
+    rel = dirpath[len(root):].lstrip('/')
+    for name in dirs:
+      out[posixpath.join(rel, name.rstrip('/')) + '/'] = None
+    for name in files:
+      with tf.io.gfile.GFile(posixpath.join(dirpath, name), 'rb') as f:
+        out[posixpath.join(rel, name)] = hashlib.sha256(f.read()).hexdigest()
+  return out
+
+
+def load_every_tag_set(export_dir: str) -> List[List[str]]:
+  """Loads each MetaGraphDef in a fresh graph and restores its variables.
+
+  Returns:
+    The tag sets loaded, sorted.
+  """
+  loaded = []
+  for tags in meta_graph_tags(export_dir):
+    _, session, _ = tf1_load(export_dir, tags)
+    session.close()
+    loaded.append(tags)
+  return loaded

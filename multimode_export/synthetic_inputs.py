@@ -195,6 +195,8 @@ def signature_feeds(signature_def, graph: GraphIndex,
     if info.WhichOneof('encoding') != 'name':
       raise UnsupportedInputError(
           f'input {key!r} is a {info.WhichOneof("encoding")} tensor')
+    if not info.dtype:
+      raise UnsupportedInputError(f'input {key!r} has no dtype')
     dtype = tf.as_dtype(info.dtype)
     shape = feed_shape(info.tensor_shape, batch_size)
     if dtype == tf.string:

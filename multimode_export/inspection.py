@@ -221,6 +221,10 @@ def human_bytes(count: Optional[int]) -> str:
   raise AssertionError('unreachable')
 
 
+def _count(number: int, noun: str) -> str:
+  return f'{number} {noun}' + ('' if number == 1 else 's')
+
+
 def _tags_text(tags: Sequence[str]) -> str:
   return '[' + ','.join(tags) + ']'
 
@@ -234,7 +238,7 @@ def _table(rows: Sequence[Sequence[str]], indent: str) -> List[str]:
 def _format_meta_graph(meta: MetaGraphSummary, total_variables: int
                       ) -> List[str]:
   lines = [f'MetaGraphDef {_tags_text(meta.tags)}: {meta.num_ops} ops, '
-           f'{len(meta.signatures)} signatures']
+           f'{_count(len(meta.signatures), "signature")}']
   restored = ('saver not readable from the graph' if meta.restored is None
               else f'{len(meta.restored)} of {total_variables}')
   lines.append(f'  train op: {", ".join(meta.train_ops) or "-"}    '
@@ -260,9 +264,9 @@ def _format_variables(summary: ExportSummary,
     return ['variables/: none']
   total = sum(v.nbytes or 0 for v in summary.variables)
   on_disk = sum(size for _, size in summary.variables_files)
-  lines = [f'variables/: {len(summary.variables)} variables, '
+  lines = [f'variables/: {_count(len(summary.variables), "variable")}, '
            f'{human_bytes(total)} of tensors, {human_bytes(on_disk)} in '
-           f'{len(summary.variables_files)} files']
+           f'{_count(len(summary.variables_files), "file")}']
   groups: Dict[Tuple[Tuple[str, ...], ...], List[VariableSummary]] = {}
   for variable in summary.variables:
     groups.setdefault(variable.used_by, []).append(variable)
@@ -299,8 +303,8 @@ def format_summary(summary: ExportSummary,
   Returns:
     Multi-line text, no trailing newline.
   """
-  lines = [f'SavedModel {summary.export_dir}: {len(summary.meta_graphs)} '
-           'MetaGraphDefs ' +
+  lines = [f'SavedModel {summary.export_dir}: '
+           f'{_count(len(summary.meta_graphs), "MetaGraphDef")} ' +
            ' '.join(_tags_text(m.tags) for m in summary.meta_graphs), '']
   for meta in summary.meta_graphs:
     lines.extend(_format_meta_graph(meta, len(summary.variables)))

@@ -119,6 +119,10 @@ def _error_line(message: str) -> str:
   return f'{line} (node {node})' if node and node not in line else line
 
 
+def _count(number: int, noun: str) -> str:
+  return f'{number} {noun}' + ('' if number == 1 else 's')
+
+
 def _describe_error(e: BaseException) -> str:
   """'TypeName: what went wrong', clipped."""
   if isinstance(e, _CheckFailed):
@@ -180,7 +184,8 @@ def _check_variables(export_dir: str
       raise _CheckFailed(f'variable {key!r} unreadable: '
                          f'{_describe_error(e)}') from e
   variables = {k: (dtypes[k].name, tuple(shapes[k])) for k in shapes}
-  return (f'{len(variables)} variables readable, {total} bytes of tensor data',
+  return (f'{_count(len(variables), "variable")} readable, {total} bytes of tensor '
+          'data',
           variables)
 
 
@@ -209,7 +214,8 @@ def _check_saver(meta_graph_def, variables) -> str:
     more = f' and {len(problems) - 5} more' if len(problems) > 5 else ''
     raise _CheckFailed(f'{len(problems)} of {len(needed)} restored variables '
                        f'do not match: {shown}{more}')
-  return f'{len(needed)} restored variables present, dtypes and shapes match'
+  return (f'{_count(len(needed), "restored variable")} present, dtypes and '
+          'shapes match')
 
 
 def _check_assets(export_dir: str, meta_graph_def) -> str:
@@ -218,7 +224,7 @@ def _check_assets(export_dir: str, meta_graph_def) -> str:
       filesystem.join(export_dir, tf.saved_model.ASSETS_DIRECTORY, name))]
   if missing:
     raise _CheckFailed(f'missing under assets/: {", ".join(missing)}')
-  return f'{len(assets)} asset files present'
+  return f'{_count(len(assets), "asset file")} present'
 
 
 def _check_output_shapes(signature_def, values: Dict[str, object]) -> None:
@@ -241,7 +247,7 @@ def _run_tf1_signature(session, signature_def, feeds, index) -> str:
   _check_output_shapes(signature_def, values)
   inputs = synthetic_inputs.describe(signature_def, index, feeds)
   return (f'{signature_def.method_name or "no method"}: '
-          f'{inputs or "no inputs"} -> {len(values)} outputs')
+          f'{inputs or "no inputs"} -> {_count(len(values), "output")}')
 
 
 def _run_tf2_signature(function, signature_def, feeds) -> str:
@@ -251,7 +257,7 @@ def _run_tf2_signature(function, signature_def, feeds) -> str:
   values = {k: v.numpy() for k, v in outputs.items()
             if k in signature_def.outputs and hasattr(v, 'numpy')}
   _check_output_shapes(signature_def, values)
-  return f'ran -> {len(outputs)} outputs'
+  return f'ran -> {_count(len(outputs), "output")}'
 
 
 def _training_signature_key(meta_graph_def) -> Optional[str]:
@@ -318,7 +324,7 @@ def _run_train_step(session, graph: _Graph) -> str:
   if loss is not None:
     fetches['loss'] = loss
   values = session.run(fetches, feed)
-  parts = [f'ran {len(train_ops)} train op(s)' +
+  parts = [f'ran {_count(len(train_ops), "train op")}' +
            (f' on the inputs of {key!r}' if key else '')]
   if loss is not None:
     value = float(np.asarray(values['loss']))
@@ -339,7 +345,7 @@ def _verify_tf1(graph: _Graph, run_train_step: bool,
         tf.compat.v1.saved_model.loader.load(session, list(graph.tags),
                                              graph.export_dir)
       return (f'{len(tf_graph.get_operations())} ops, '
-              f'{len(graph.signatures)} signatures')
+              f'{_count(len(set(graph.signatures) - {_INIT_OP_SIGNATURE_KEY}), "signature")}')
 
     if not recorder.run('tf1_load', graph.tags, load):
       return
@@ -361,7 +367,7 @@ def _verify_tf2(graph: _Graph, recorder: _Recorder) -> None:
   def load():
     holder['loaded'] = tf.saved_model.load(graph.export_dir,
                                            tags=list(graph.tags))
-    return f'{len(holder["loaded"].signatures)} signatures'
+    return _count(len(holder['loaded'].signatures), 'signature')
 
   # Eager even when the caller disabled v2 behaviour: tf.saved_model.load
   # needs it.
@@ -405,7 +411,7 @@ def verify(export_dir, *, run_train_step: bool = True) -> VerifyReport:
   def read():
     holder['saved_model'] = saved_model_reader.read_saved_model(export_dir)
     metas = holder['saved_model'].meta_graphs
-    return f'{len(metas)} MetaGraphDefs: ' + ' '.join(
+    return f'{_count(len(metas), "MetaGraphDef")}: ' + ' '.join(
         f'[{",".join(saved_model_reader.tags_of(m))}]' for m in metas)
 
   if not recorder.run('saved_model', (), read):

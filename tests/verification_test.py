@@ -188,6 +188,30 @@ class VerifyBadExportsTest(tf.test.TestCase):
       self.assertIn("'b' is float32[2], the graph expects float32[1]",
                     saver.detail)
 
+  def test_tf2_saved_model(self):
+    # Not an Estimator export: one MetaGraphDef, an object-based saver, an
+    # init-op pseudo signature, a string input without a parser.
+    module = tf.Module()
+    module.v = tf.Variable([[1.0], [2.0], [3.0]])
+    module.predict = tf.function(
+        lambda x: {'y': x @ module.v},
+        input_signature=[tf.TensorSpec([None, 3], tf.float32)])
+    module.length = tf.function(
+        lambda text: {'n': tf.strings.length(text)},
+        input_signature=[tf.TensorSpec([None], tf.string)])
+    path = self.create_tempdir().full_path
+    tf.saved_model.save(module, path, signatures={
+        'serving_default': module.predict, 'length': module.length})
+    report = verification.verify(path)
+    self.assertTrue(report.ok, str(report))
+    self.assertCountEqual(
+        _names(report, ['serve']),
+        ['saver', 'tf1_load', 'tf1_signature:length',
+         'tf1_signature:serving_default', 'tf2_load', 'tf2_signature:length',
+         'tf2_signature:serving_default'])
+    self.assertIn("text: b''[2]",
+                  _check(report, 'tf1_signature:length', ('serve',)).detail)
+
   def test_bad_argument_type(self):
     with self.assertRaisesRegex(TypeError, 'export_dir: expected str'):
       verification.verify(42)

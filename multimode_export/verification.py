@@ -13,6 +13,8 @@ and for each MetaGraphDef (tag set):
 - `saver`: every checkpoint entry the graph's saver restores is present with
   the dtype and shape the graph expects (read from the GraphDef);
 - `assets`: every asset file the graph uses exists under `assets/`;
+- `inputs:<key>`: fails when no synthetic input can be built for a signature
+  (a sparse input, a resource dtype); that signature is not run;
 - `tf1_load`: `tf.compat.v1.saved_model.loader.load` in a fresh graph;
 - `tf1_signature:<key>`: each signature runs in that Session on synthetic
   inputs (see `synthetic_inputs`) and its outputs have the signature's shapes;
@@ -361,7 +363,7 @@ def _verify_tf1(graph: _Graph, run_train_step: bool,
                    lambda: _run_train_step(session, graph))
 
 
-def _verify_tf2(graph: _Graph, recorder: _Recorder) -> None:
+def _load_and_run_tf2(graph: _Graph, recorder: _Recorder) -> None:
   holder = {}
 
   def load():
@@ -369,17 +371,20 @@ def _verify_tf2(graph: _Graph, recorder: _Recorder) -> None:
                                            tags=list(graph.tags))
     return _count(len(holder['loaded'].signatures), 'signature')
 
+  if not recorder.run('tf2_load', graph.tags, load):
+    return
+  signatures = holder['loaded'].signatures
+  for key in sorted(graph.feeds):
+    recorder.run(f'tf2_signature:{key}', graph.tags,
+                 lambda k=key: _run_tf2_signature(
+                     signatures[k], graph.signatures[k], graph.feeds[k]))
+
+
+def _verify_tf2(graph: _Graph, recorder: _Recorder) -> None:
   # Eager even when the caller disabled v2 behaviour: tf.saved_model.load
   # needs it.
   with _tf_private.eager_mode():
-    if not recorder.run('tf2_load', graph.tags, load):
-      return
-    signatures = holder.pop('loaded').signatures
-    for key in sorted(graph.feeds):
-      recorder.run(f'tf2_signature:{key}', graph.tags,
-                   lambda k=key: _run_tf2_signature(
-                       signatures[k], graph.signatures[k], graph.feeds[k]))
-    del signatures
+    _load_and_run_tf2(graph, recorder)
   gc.collect()  # Frees the loaded variables before the next tag set.
 
 

@@ -31,8 +31,10 @@ from multimode_export.errors import ReceiverError
 from multimode_export.errors import VariableMismatchError
 from multimode_export.errors import VerificationError
 from multimode_export.export import export_all_saved_models
+from multimode_export.exporter import MultiModeExporter
 from multimode_export.mixin import MultiModeExportMixin
 from multimode_export.modes import choose_variables_carrier
+from multimode_export.per_mode import export_saved_models_per_mode
 
 __version__ = '0.1.0'
 
@@ -47,10 +49,12 @@ __all__ = (
     'MissingVariablesError',
     'ModelFnError',
     'MultiModeExportMixin',
+    'MultiModeExporter',
     'PublishError',
     'ReceiverError',
     'VariableMismatchError',
     'VerificationError',
     'choose_variables_carrier',
     'export_all_saved_models',
+    'export_saved_models_per_mode',
 )

@@ -85,7 +85,10 @@ def read(prefix: str) -> CheckpointInfo:
       missing.
   """
   try:
-    reader = tf.train.load_checkpoint(prefix)
+    # Not tf.train.load_checkpoint: on ram:// `<prefix>` "is a directory"
+    # as soon as `<prefix>.index` exists, and it would look for a
+    # `checkpoint` file in it.
+    reader = tf.compat.v1.train.NewCheckpointReader(prefix)
     shapes = reader.get_variable_to_shape_map()
     dtypes = reader.get_variable_to_dtype_map()
   except (tf.errors.OpError, ValueError) as e:

@@ -10,8 +10,10 @@ Nothing is written before step 4, and a failure in step 4 removes the
 staging directory.
 """
 
+import contextlib
 import dataclasses
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import (Callable, Dict, Iterable, Iterator, List, Mapping,
+                    Optional, Sequence)
 
 import tensorflow as tf
 from absl import logging
@@ -24,6 +26,7 @@ from multimode_export import mode_graph
 from multimode_export import modes as modes_lib
 from multimode_export import publish
 from multimode_export import saved_model_writer
+from multimode_export import target_dir
 from multimode_export import _tf_private
 
 ReceiverMap = Mapping[str, Callable[[], object]]
@@ -34,7 +37,8 @@ class ExportPlan:
   """Everything validated and built, before any file is written.
 
   Attributes:
-    export_dir_base: where versions are published.
+    export_dir_base: where versions are published; with `export_dir`, its
+      parent (where the export is staged).
     graphs: built ModeGraphs, the variables carrier first.
     checkpoint: the checkpoint the variables come from.
     assets: asset name -> source file for `assets/`.
@@ -45,6 +49,8 @@ class ExportPlan:
   checkpoint: checkpoint_lib.CheckpointInfo
   assets: Dict[str, str]
   assets_extra: Dict[str, str]
+  export_dir: Optional[str] = None
+  overwrite: bool = False
 
 
 def _as_dir(value, argument: str) -> str:
@@ -78,21 +84,31 @@ def _check_tags(tags: Optional[Mapping[str, Iterable[str]]],
 def plan_export(estimator, export_dir_base, input_receiver_fn_map: ReceiverMap,
                 *, assets_extra=None, checkpoint_path=None,
                 strip_default_attrs: bool = False, clear_devices: bool = False,
-                tags: Optional[Mapping[str, Iterable[str]]] = None
-               ) -> ExportPlan:
+                tags: Optional[Mapping[str, Iterable[str]]] = None,
+                export_dir=None, overwrite: bool = False) -> ExportPlan:
   """Validates the arguments and builds every mode's graph; writes nothing.
 
   Raises:
     See `export_all_saved_models`.
   """
-  if not isinstance(estimator, tf.estimator.Estimator):
+  # tf.compat.v1.estimator.Estimator is the base of tf.estimator.Estimator.
+  if not isinstance(estimator, tf.compat.v1.estimator.Estimator):
     raise TypeError('estimator: expected a tf.estimator.Estimator, got '
                     f'{type(estimator).__name__}')
-  base = _as_dir(export_dir_base, 'export_dir_base')
+  if export_dir is None:
+    base = _as_dir(export_dir_base, 'export_dir_base')
+  else:
+    if export_dir_base is not None:
+      raise ValueError('export_dir_base: expected None when export_dir is '
+                       f'given, got {export_dir_base!r}')
+    export_dir = _as_dir(export_dir, 'export_dir').rstrip('/') or '/'
+    base = target_dir.parent_of(export_dir)
   receivers = modes_lib.normalize_receiver_map(input_receiver_fn_map)
   _check_tags(tags, receivers)
   extra = assets_extra_lib.normalize(assets_extra)
   publish.check_export_dir_base(base)
+  if export_dir is not None:
+    target_dir.check_export_dir(export_dir, overwrite)
   if checkpoint_path is not None:
     checkpoint_path = _as_dir(checkpoint_path, 'checkpoint_path')
   checkpoint = checkpoint_lib.read(
@@ -108,7 +124,32 @@ def plan_export(estimator, export_dir_base, input_receiver_fn_map: ReceiverMap,
         clear_devices=clear_devices))
   saved_model_writer.check_against_checkpoint(graphs, checkpoint)
   saved_model_writer.check_asset_sources(assets.files)
-  return ExportPlan(base, tuple(graphs), checkpoint, assets.files, extra)
+  return ExportPlan(base, tuple(graphs), checkpoint, assets.files, extra,
+                    export_dir, overwrite)
+
+
+@contextlib.contextmanager
+def write_errors_as_publish_error(export_dir_base: str) -> Iterator[None]:
+  """Turns a filesystem or TF error while writing into a PublishError."""
+  try:
+    yield
+  except errors.Error:
+    raise
+  except (OSError, tf.errors.OpError) as e:
+    raise errors.PublishError(
+        f'writing the export under {export_dir_base!r} failed: '
+        f'{type(e).__name__}: {e}', export_dir_base) from e
+
+
+def verify_staged(path: str) -> None:
+  """Raises VerificationError unless the SavedModel at `path` verifies."""
+  # Imported here: verification loads TF SavedModel machinery that a plain
+  # export does not need.
+  from multimode_export import verification  # pylint: disable=g-import-not-at-top
+  report = verification.verify(path)
+  if not report.ok:
+    raise errors.VerificationError(
+        f'the export failed verification, not published:\n{report}', report)
 
 
 def write_plan(plan: ExportPlan, graphs: Sequence[mode_graph.ModeGraph],
@@ -117,7 +158,8 @@ def write_plan(plan: ExportPlan, graphs: Sequence[mode_graph.ModeGraph],
   """Stages one SavedModel of `graphs` and publishes it under the base.
 
   Returns:
-    The published version directory.
+    The published version directory, or `plan.export_dir` if set (then
+    `export_dir_base` must be its parent).
 
   Raises:
     errors.PublishError: writing failed (the staging data is removed).
@@ -125,25 +167,14 @@ def write_plan(plan: ExportPlan, graphs: Sequence[mode_graph.ModeGraph],
   """
   publish.remove_stale_staging(export_dir_base)
   with publish.open_staging(export_dir_base) as staging:
-    try:
+    with write_errors_as_publish_error(export_dir_base):
       saved_model_writer.write_saved_model(
           staging.path, graphs, plan.checkpoint, plan.assets,
           plan.assets_extra, options)
-    except errors.Error:
-      raise
-    except (OSError, tf.errors.OpError) as e:
-      raise errors.PublishError(
-          f'writing the export under {export_dir_base!r} failed: '
-          f'{type(e).__name__}: {e}', export_dir_base) from e
     if verify:
-      # Imported here: verification loads TF SavedModel machinery that a
-      # plain export does not need.
-      from multimode_export import verification  # pylint: disable=g-import-not-at-top
-      report = verification.verify(staging.path)
-      if not report.ok:
-        raise errors.VerificationError(
-            f'the export failed verification, not published:\n{report}',
-            report)
+      verify_staged(staging.path)
+    if plan.export_dir is not None:
+      return target_dir.publish_to(staging, plan.export_dir, plan.overwrite)
     return staging.publish()
 
 
@@ -160,6 +191,8 @@ def export_all_saved_models(
     clear_devices: bool = False,
     tags: Optional[Mapping[str, Iterable[str]]] = None,
     verify: bool = False,
+    export_dir=None,
+    overwrite: bool = False,
 ) -> str:
   """Exports one SavedModel with a MetaGraphDef for each requested mode.
 
@@ -173,13 +206,13 @@ def export_all_saved_models(
   (linked, copied or streamed), not through a Session.
 
   The export is staged in a hidden directory and published as
-  `<export_dir_base>/<version>` only when complete; on any error nothing is
-  published and the staging data is removed.
+  `<export_dir_base>/<version>` (or as `export_dir`) only when complete; on
+  any error nothing is published and the staging data is removed.
 
   Args:
     estimator: a `tf.estimator.Estimator` (any subclass, canned or not).
     export_dir_base: directory (str, bytes or os.PathLike) in which a new
-      numbered version directory is created.
+      numbered version directory is created; None when `export_dir` is set.
     input_receiver_fn_map: `tf.estimator.ModeKeys` value -> a function of no
       arguments returning the mode's InputReceiver: a
       `SupervisedInputReceiver` (or `UnsupervisedInputReceiver`) for TRAIN and
@@ -199,20 +232,26 @@ def export_all_saved_models(
       (`train`, `eval`, `serve`).
     verify: load and run every tag set (see `multimode_export.verify`) before
       publishing; raise `VerificationError` instead of publishing on failure.
+    export_dir: publish at this fixed directory instead of a numbered
+      version (see `target_dir`); staged in its parent.
+    overwrite: with `export_dir`, replace an existing export there
+      atomically (local disk) instead of refusing a non-empty directory.
 
   Returns:
     The path of the new export directory, as `str`.
 
   Raises:
     TypeError: `estimator`, a path or `assets_extra` has the wrong type.
-    ValueError: the receiver map is empty or `tags` is malformed.
+    ValueError: the receiver map is empty, `tags` is malformed, or both
+      `export_dir_base` and `export_dir` are given.
     InvalidModeError: a key of the receiver map is not a ModeKeys value.
     ReceiverError: a receiver fn is not callable, raises, or returns the
       wrong kind of receiver.
     ModelFnError: the model_fn fails in a mode.
     AssetsExtraError: an `assets_extra` entry escapes `assets.extra/` or its
       source is missing.
-    ExportDirError: `export_dir_base` is a file or not writable.
+    ExportDirError: `export_dir_base` is a file or not writable, or
+      `export_dir` is not empty (without `overwrite`, or not an export).
     CheckpointNotFoundError: no checkpoint was found.
     CheckpointReadError: the checkpoint is unreadable.
     MissingVariablesError, VariableMismatchError: the checkpoint does not
@@ -223,7 +262,8 @@ def export_all_saved_models(
   plan = plan_export(estimator, export_dir_base, input_receiver_fn_map,
                      assets_extra=assets_extra, checkpoint_path=checkpoint_path,
                      strip_default_attrs=strip_default_attrs,
-                     clear_devices=clear_devices, tags=tags)
+                     clear_devices=clear_devices, tags=tags,
+                     export_dir=export_dir, overwrite=overwrite)
   options = saved_model_writer.WriteOptions(
       as_text=as_text, allow_links=allow_links,
       session_config=_tf_private.session_config(estimator))

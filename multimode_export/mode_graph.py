@@ -9,8 +9,10 @@ import dataclasses
 import os
 from typing import Dict, Optional, Tuple
 
+import numpy as np
 import tensorflow as tf
 from google.protobuf import any_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
 
 from multimode_export import _tf_private
 from multimode_export import errors
@@ -60,12 +62,15 @@ class ModeGraph:
       the saver cannot be read from the graph (Session fallback needed).
     graph: the live graph, kept for the Session fallback.
     saver: the live saver, kept for the Session fallback.
+    constants: entries the saver writes from graph constants without ever
+      restoring them (a `tf.train.Checkpoint` saver's object graph).
   """
   mode: str
   meta_graph_def: tf.compat.v1.MetaGraphDef
   variables: Optional[Dict[str, saver_spec.VariableSpec]]
   graph: tf.Graph
   saver: tf.compat.v1.train.Saver
+  constants: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
   @property
   def tags(self) -> Tuple[str, ...]:
@@ -103,7 +108,10 @@ def _saver_for(scaffold) -> tf.compat.v1.train.Saver:
 
 def _asset_source(tensor) -> str:
   value = tf.get_static_value(tensor)
-  if value is None or not isinstance(value, bytes):
+  # A scalar string constant comes back as a 0-d object ndarray.
+  if isinstance(value, np.ndarray) and value.shape == ():
+    value = value.item()
+  if not isinstance(value, bytes):
     raise ValueError(f'asset path tensor {tensor.name} is not a constant '
                      'string')
   return value.decode('utf-8')
@@ -112,7 +120,7 @@ def _asset_source(tensor) -> str:
 def _add_loader_collections(graph: tf.Graph, spec, assets: AssetTable) -> None:
   """Adds the collections SavedModel loaders read: assets, main op, train op."""
   for tensor in graph.get_collection(tf.compat.v1.GraphKeys.ASSET_FILEPATHS):
-    asset_def = tf.compat.v1.MetaGraphDef.AssetFileDef(
+    asset_def = meta_graph_pb2.AssetFileDef(
         filename=assets.name_for(_asset_source(tensor)))
     asset_def.tensor_info.name = tensor.name
     packed = any_pb2.Any()
@@ -180,6 +188,7 @@ def build_mode_graph(estimator, mode: str, receiver_fn, *,
     meta_graph_def.signature_def[key].CopyFrom(signature)
   try:
     variables = saver_spec.required_variables(meta_graph_def)
+    constants = saver_spec.saved_constants(meta_graph_def)
   except saver_spec.UnsupportedSaverError:
-    variables = None
-  return ModeGraph(mode, meta_graph_def, variables, graph, saver)
+    variables, constants = None, {}
+  return ModeGraph(mode, meta_graph_def, variables, graph, saver, constants)

@@ -64,9 +64,11 @@ def _write_variables(export_dir: str, graphs, checkpoint, options
   tf.io.gfile.makedirs(variables_dir)
   needed = variables_needed(graphs)
   if needed is not None and checkpoint.files:
+    # Like the stock export, the carrier's saver decides what is saved
+    # besides variables (a tf.train.Checkpoint saver's object graph).
     return variables_transfer.write_variables(
         checkpoint, needed, variables_dir, allow_links=options.allow_links,
-        chunk_bytes=options.chunk_bytes)
+        chunk_bytes=options.chunk_bytes, constants=graphs[0].constants)
   carrier = graphs[0]
   variables_transfer.save_with_session(carrier.graph, carrier.saver,
                                        checkpoint.prefix, variables_dir,

@@ -12,6 +12,7 @@ import collections
 import dataclasses
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -90,6 +91,26 @@ def _assigned_shape(output: str, nodes, consumers) -> Optional[Tuple[int, ...]]:
   return None
 
 
+def _reachable(nodes, start: str, wanted: str, refused: Tuple[str, ...]):
+  """The `wanted`-op nodes `start` depends on (inputs and control inputs)."""
+  found = []
+  stack = [_node_name(start)]
+  seen = set()
+  while stack:
+    name = stack.pop()
+    if name in seen or name not in nodes:
+      continue
+    seen.add(name)
+    node = nodes[name]
+    if node.op == wanted:
+      found.append(node)
+      continue
+    if node.op in refused:
+      raise UnsupportedSaverError(f'{name} is a V1-format {node.op}')
+    stack.extend(_node_name(i) for i in node.input)
+  return found
+
+
 def required_variables(meta_graph_def) -> Dict[str, VariableSpec]:
   """The checkpoint entries restored by a MetaGraphDef's saver.
 
@@ -113,21 +134,8 @@ def required_variables(meta_graph_def) -> Dict[str, VariableSpec]:
       if not inp.startswith('^'):
         consumers[f'{_node_name(inp)}:{_output_index(inp)}'].append(node)
 
-  restores = []
-  stack = [_node_name(saver_def.restore_op_name)]
-  seen = set()
-  while stack:
-    name = stack.pop()
-    if name in seen or name not in nodes:
-      continue
-    seen.add(name)
-    node = nodes[name]
-    if node.op == 'RestoreV2':
-      restores.append(node)
-      continue
-    if node.op in ('Restore', 'RestoreSlice'):
-      raise UnsupportedSaverError(f'{name} is a V1-format {node.op}')
-    stack.extend(_node_name(i) for i in node.input)
+  restores = _reachable(nodes, saver_def.restore_op_name, 'RestoreV2',
+                        ('Restore', 'RestoreSlice'))
   if not restores:
     raise UnsupportedSaverError(
         f'restore op {saver_def.restore_op_name!r} reads no RestoreV2 node')
@@ -144,6 +152,49 @@ def required_variables(meta_graph_def) -> Dict[str, VariableSpec]:
         shape = _assigned_shape(f'{node.name}:{i}', nodes, consumers)
       _merge_into(specs, VariableSpec(name, dtype, shape, (spec,)))
   return specs
+
+
+def saved_constants(meta_graph_def) -> Dict[str, np.ndarray]:
+  """Entries the saver writes from graph constants and never restores.
+
+  A `tf.train.Checkpoint` used as a Scaffold saver writes its object graph
+  (`_CHECKPOINTABLE_OBJECT_GRAPH`) this way: a string constant describing
+  the objects of the graph it was built in, which object-based restores
+  (`tf.train.Checkpoint.restore`, Keras `load_weights`) need. The stock
+  export saves it with the variables carrier's saver; these are the values.
+
+  Args:
+    meta_graph_def: a `tf.compat.v1.MetaGraphDef` with a `saver_def`.
+
+  Returns:
+    checkpoint key -> value; empty for an ordinary name-based saver.
+
+  Raises:
+    UnsupportedSaverError: the save op is unreadable, or it writes a
+      non-restored entry that is not a constant (only a Session can produce
+      its value).
+  """
+  saver_def = meta_graph_def.saver_def
+  if not saver_def.save_tensor_name:
+    raise UnsupportedSaverError('the MetaGraphDef has no saver')
+  restored = required_variables(meta_graph_def)
+  nodes = {n.name: n for n in meta_graph_def.graph_def.node}
+  constants: Dict[str, np.ndarray] = {}
+  for node in _reachable(nodes, saver_def.save_tensor_name, 'SaveV2',
+                         ('Save', 'SaveSlices')):
+    names = _const_strings(nodes[_node_name(node.input[1])])
+    for name, tensor in zip(names, node.input[3:]):
+      if name in restored:
+        continue
+      source = nodes.get(_node_name(tensor))
+      while source is not None and source.op == 'Identity':
+        source = nodes.get(_node_name(source.input[0]))
+      if source is None or source.op != 'Const':
+        raise UnsupportedSaverError(
+            f'the saver writes {name!r} from a computed tensor and never '
+            'restores it')
+      constants[name] = tf.make_ndarray(source.attr['value'].tensor)
+  return constants
 
 
 def _merge_into(specs: Dict[str, VariableSpec], new: VariableSpec) -> None:

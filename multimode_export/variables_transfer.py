@@ -26,7 +26,7 @@ import errno
 import fcntl
 import os
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -169,12 +169,14 @@ def _plan_chunks(needed: Dict[str, saver_spec.VariableSpec],
 def stream_subset(checkpoint: checkpoint_lib.CheckpointInfo,
                   needed: Dict[str, saver_spec.VariableSpec],
                   variables_dir: str,
-                  chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+                  chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+                  constants: Optional[Dict[str, np.ndarray]] = None) -> int:
   """Writes only `needed` entries of the checkpoint as one bundle.
 
   Reads at most `chunk_bytes` of tensors at a time (a single larger entry is
   read alone), writes each chunk as a bundle and merges the bundles.
-  Partitioned variables are read and written slice by slice.
+  Partitioned variables are read and written slice by slice. `constants`
+  (key -> value) are written as given, not read from the checkpoint.
 
   Returns:
     The number of tensor bytes written.
@@ -200,6 +202,13 @@ def stream_subset(checkpoint: checkpoint_lib.CheckpointInfo,
       del tensors
       prefixes.append(part)
       progress.add(sum(e[3] for e in chunk))
+    if constants:
+      part = filesystem.join(parts_dir, 'constants')
+      names = sorted(constants)
+      tf.raw_ops.SaveV2(prefix=part, tensor_names=names,
+                        shape_and_slices=[''] * len(names),
+                        tensors=[tf.constant(constants[n]) for n in names])
+      prefixes.append(part)
     tf.raw_ops.MergeV2Checkpoints(
         checkpoint_prefixes=prefixes,
         destination_prefix=filesystem.join(variables_dir, VARIABLES_PREFIX),
@@ -217,10 +226,22 @@ def save_with_session(graph: tf.Graph, saver, checkpoint_prefix: str,
                write_meta_graph=False, write_state=False)
 
 
+def _holds_constants(checkpoint: checkpoint_lib.CheckpointInfo,
+                     constants: Dict[str, np.ndarray]) -> bool:
+  """Whether the checkpoint already holds these values (small: object graph)."""
+  if not constants:
+    return True
+  reader = tf.train.load_checkpoint(checkpoint.prefix)
+  return all(np.array_equal(reader.get_tensor(k), v)
+             for k, v in constants.items())
+
+
 def write_variables(checkpoint: checkpoint_lib.CheckpointInfo,
                     needed: Dict[str, saver_spec.VariableSpec],
                     variables_dir: str, *, allow_links: bool = True,
-                    chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> TransferResult:
+                    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+                    constants: Optional[Dict[str, np.ndarray]] = None
+                   ) -> TransferResult:
   """Writes `variables_dir/variables.*` holding exactly `needed` entries.
 
   Args:
@@ -230,16 +251,21 @@ def write_variables(checkpoint: checkpoint_lib.CheckpointInfo,
     variables_dir: an existing, empty directory.
     allow_links: whether local files may be reflinked or hard-linked.
     chunk_bytes: memory bound of the streamed path.
+    constants: entries to write with the given values (the carrier saver's
+      `saver_spec.saved_constants`).
 
   Returns:
     A TransferResult.
   """
-  keys = tuple(sorted(needed))
-  if set(needed) == set(checkpoint.variables):
+  constants = constants or {}
+  keys = tuple(sorted(set(needed) | set(constants)))
+  if (set(keys) == set(checkpoint.variables) and
+      _holds_constants(checkpoint, constants)):
     method = link_or_copy_bundle(checkpoint, variables_dir, allow_links)
     size = checkpoint.total_bytes
   else:
-    size = stream_subset(checkpoint, needed, variables_dir, chunk_bytes)
+    size = stream_subset(checkpoint, needed, variables_dir, chunk_bytes,
+                         constants)
     method = 'stream'
   logging.info('variables/ written by %s: %d keys, %d bytes', method,
                len(keys), size)

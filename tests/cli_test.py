@@ -7,6 +7,8 @@ entry point and imports the installed copy, not the source tree.
 subprocess with its own TensorFlow.
 """
 
+# bazel-data: //:setup.py //:README.md //multimode_export:sources
+
 import contextlib
 import io
 import os
@@ -32,10 +34,20 @@ SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _install(prefix: str) -> str:
-  """pip-installs this source tree under `prefix`; returns site-packages."""
+  """pip-installs a copy of the sources under `prefix`; returns site-packages.
+
+  A copy, because setuptools would leave build/ and *.egg-info/ in the
+  source tree, and a stale build/lib would be installed with it.
+  """
+  source = os.path.join(os.path.dirname(prefix), 'source')
+  shutil.copytree(os.path.join(SOURCE_ROOT, 'multimode_export'),
+                  os.path.join(source, 'multimode_export'),
+                  ignore=shutil.ignore_patterns('__pycache__', 'BUILD'))
+  for name in ('setup.py', 'README.md'):
+    shutil.copy(os.path.join(SOURCE_ROOT, name), source)
   subprocess.run(
       [sys.executable, '-m', 'pip', 'install', '--quiet', '--no-deps',
-       '--no-index', '--no-build-isolation', '--prefix', prefix, SOURCE_ROOT],
+       '--no-index', '--no-build-isolation', '--prefix', prefix, source],
       check=True, capture_output=True, cwd=os.path.dirname(prefix))
   return sysconfig.get_path('purelib', vars={'base': prefix,
                                              'platbase': prefix})

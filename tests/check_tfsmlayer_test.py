@@ -1,0 +1,91 @@
+"""The serve part of a per-mode export under Keras 3's TFSMLayer, newest TF.
+
+The export is made here (TF 2.15, the last with tf.estimator); the loading
+runs `tools/check_tfsmlayer.py` in a separate venv with the newest
+tensorflow-cpu and Keras 3 (`$MULTIMODE_EXPORT_TF_NEW_VENV`, default
+/tmp/venv-tf-new). The venv is created if missing; when it cannot be (no
+package index reachable), the tests skip and say why.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import tensorflow as tf
+from absl.testing import absltest
+
+import models
+from multimode_export import export
+from multimode_export import per_mode
+
+ModeKeys = tf.estimator.ModeKeys
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO_ROOT, 'tools', 'check_tfsmlayer.py')
+VENV = os.environ.get('MULTIMODE_EXPORT_TF_NEW_VENV', '/tmp/venv-tf-new')
+_ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+
+
+def _venv_python() -> str:
+  """The venv's python, creating the venv if needed; raises SkipTest."""
+  python = os.path.join(VENV, 'bin', 'python')
+  if os.path.exists(python) and subprocess.run(
+      [python, '-c', 'import keras, tensorflow'], env=_ENV,
+      capture_output=True, check=False).returncode == 0:
+    return python
+  result = subprocess.run(
+      [sys.executable, SCRIPT, '--create_venv', VENV], capture_output=True,
+      text=True, timeout=1800, check=False)
+  if result.returncode != 0:
+    raise absltest.SkipTest(
+        f'cannot create {VENV} with the newest tensorflow-cpu (offline?): '
+        f'{result.stderr.strip()[-500:]}')
+  return python
+
+
+def _run_script(python: str, saved_model: str, inputs):
+  return subprocess.run(
+      [python, SCRIPT, '--saved_model', saved_model, '--inputs',
+       json.dumps(inputs)], capture_output=True, text=True, timeout=600,
+      env=_ENV, check=False)
+
+
+class CheckTfsmLayerTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.python = _venv_python()
+
+  def test_serve_part_runs_in_tfsmlayer_under_newest_tf(self):
+    root = self.create_tempdir().full_path
+    est = models.train_custom(os.path.join(root, 'model'), steps=3)
+    paths = per_mode.export_saved_models_per_mode(
+        est, os.path.join(root, 'export'), models.receiver_map())
+    x = [[1.0, 2.0, 3.0], [0.5, 0.0, -1.0]]
+    result = _run_script(self.python, paths[ModeKeys.PREDICT], x)
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    self.assertTrue(report['keras'].startswith('3.'), report)
+    major, minor = (int(p) for p in report['tensorflow'].split('.')[:2])
+    self.assertGreater((major, minor), (2, 15), report)
+    values = models.checkpoint_values(
+        tf.train.latest_checkpoint(est.model_dir))
+    expected = np.array(x, np.float32) @ values['w'] + values['b']
+    np.testing.assert_allclose(report['outputs']['y'], expected, rtol=1e-5)
+    np.testing.assert_allclose(report['model_outputs']['y'], expected,
+                               rtol=1e-5)
+
+  def test_shared_export_is_what_tfsmlayer_cannot_load(self):
+    root = self.create_tempdir().full_path
+    est = models.train_custom(os.path.join(root, 'model'), steps=2)
+    path = export.export_all_saved_models(est, os.path.join(root, 'export'),
+                                          models.receiver_map())
+    result = _run_script(self.python, path, [[1.0, 2.0, 3.0]])
+    self.assertNotEqual(result.returncode, 0)
+    self.assertIn('MetaGraph', result.stderr)
+
+
+if __name__ == '__main__':
+  absltest.main()

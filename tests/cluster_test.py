@@ -1,0 +1,198 @@
+"""A real multi-process cluster exporting through MultiModeExporter.
+
+Starts separate processes on 127.0.0.1 with TF_CONFIG (chief, one worker, two
+parameter servers and an evaluator), each running `tests/cluster_task.py`,
+i.e. `tf.estimator.train_and_evaluate` of an embedding model partitioned
+across both parameter servers. Checks that the evaluator's exports appear,
+hold every mode, equal the checkpoint they were made from and serve its
+predictions, that old ones are garbage-collected, and that every process
+exits. Bounded by HARD_TIMEOUT_SECONDS; every process started here is killed
+(by its own process group) whatever happens.
+"""
+# bazel-data: :cluster_task
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Dict, List
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from tests import models
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+HARD_TIMEOUT_SECONDS = 150
+MAX_STEPS = 60
+SAVE_STEPS = 10
+EXPORTS_TO_KEEP = 2
+EXPORTER_NAME = 'multimode'
+
+
+def _free_ports(n: int) -> List[int]:
+  sockets = []
+  try:
+    for _ in range(n):
+      s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+      s.bind(('127.0.0.1', 0))
+      sockets.append(s)
+    return [s.getsockname()[1] for s in sockets]
+  finally:
+    for s in sockets:
+      s.close()
+
+
+class Cluster:
+  """Processes of one job; `kill_all` ends each one's process group."""
+
+  def __init__(self, model_dir: str, record_file: str, log_dir: str):
+    ports = _free_ports(4)
+    self.cluster = {
+        'chief': [f'127.0.0.1:{ports[0]}'],
+        'worker': [f'127.0.0.1:{ports[1]}'],
+        'ps': [f'127.0.0.1:{ports[2]}', f'127.0.0.1:{ports[3]}'],
+    }
+    self.model_dir = model_dir
+    self.record_file = record_file
+    self.log_dir = log_dir
+    self.procs: Dict[str, subprocess.Popen] = {}
+
+  def start(self, task_type: str, index: int = 0) -> None:
+    name = f'{task_type}-{index}'
+    env = dict(os.environ)
+    env.update(
+        TF_CONFIG=json.dumps({'cluster': self.cluster,
+                              'task': {'type': task_type, 'index': index}}),
+        PYTHONPATH=os.pathsep.join([os.path.dirname(_HERE),
+                                    env.get('PYTHONPATH', '')]),
+        TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
+    log = open(os.path.join(self.log_dir, f'{name}.log'), 'w')
+    self.procs[name] = subprocess.Popen(
+        [sys.executable, os.path.join(_HERE, 'cluster_task.py'),
+         f'--model_dir={self.model_dir}', f'--record_file={self.record_file}',
+         f'--max_steps={MAX_STEPS}', f'--save_steps={SAVE_STEPS}',
+         f'--exports_to_keep={EXPORTS_TO_KEEP}',
+         f'--exporter_name={EXPORTER_NAME}'],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+
+  def wait(self, names: List[str], deadline: float) -> None:
+    for name in names:
+      proc = self.procs[name]
+      while proc.poll() is None:
+        if time.time() > deadline:
+          raise TimeoutError(f'{name} still running at the deadline')
+        for other, p in self.procs.items():
+          if p.poll() not in (None, 0):
+            raise RuntimeError(f'{other} exited with {p.returncode}')
+        time.sleep(0.2)
+
+  def kill_all(self) -> None:
+    for proc in self.procs.values():
+      if proc.poll() is None:
+        try:
+          os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+          pass
+      proc.wait()
+
+  def log_tail(self, name: str, lines: int = 40) -> str:
+    with open(os.path.join(self.log_dir, f'{name}.log')) as f:
+      return ''.join(f.readlines()[-lines:])
+
+
+class ClusterTest(tf.test.TestCase):
+
+  def test_evaluator_exports_from_parameter_server_training(self):
+    started = time.time()
+    deadline = started + HARD_TIMEOUT_SECONDS
+    root = self.create_tempdir().full_path
+    model_dir = os.path.join(root, 'model')
+    record_file = os.path.join(root, 'exports.jsonl')
+    cluster = Cluster(model_dir, record_file, root)
+    try:
+      cluster.start('ps', 0)
+      cluster.start('ps', 1)
+      cluster.start('chief')
+      cluster.start('evaluator')
+      # The worker joins once the chief has initialized the variables (the
+      # first checkpoint), otherwise it would poll for them only every 30 s.
+      while not tf.io.gfile.exists(os.path.join(model_dir, 'checkpoint')):
+        cluster.wait([], deadline)
+        if time.time() > deadline:
+          raise TimeoutError('the chief wrote no checkpoint')
+        time.sleep(0.2)
+      cluster.start('worker')
+      cluster.wait(['chief-0', 'worker-0', 'evaluator-0'], deadline)
+      # Parameter servers never exit by themselves: the job is done.
+      self.assertIsNone(cluster.procs['ps-0'].poll())
+      self.assertIsNone(cluster.procs['ps-1'].poll())
+    except (TimeoutError, RuntimeError) as e:
+      tails = '\n'.join(f'--- {n}\n{cluster.log_tail(n)}'
+                        for n in cluster.procs)
+      self.fail(f'{e}\n{tails}')
+    finally:
+      cluster.kill_all()
+    elapsed = time.time() - started
+    logging.info('Cluster run took %.1f s', elapsed)
+    print(f'cluster run took {elapsed:.1f} s')
+    for name in ('chief-0', 'worker-0', 'evaluator-0'):
+      self.assertEqual(cluster.procs[name].returncode, 0,
+                       cluster.log_tail(name))
+    self.assertLess(elapsed, HARD_TIMEOUT_SECONDS)
+    self._check_partitioning(model_dir)
+    self._check_exports(model_dir, record_file)
+
+  def _check_partitioning(self, model_dir):
+    chief = json.load(open(os.path.join(model_dir, 'task-chief-0.json')))
+    worker = json.load(open(os.path.join(model_dir, 'task-worker-0.json')))
+    for report in (chief, worker):
+      # replica_device_setter places variables round-robin over the PS.
+      self.assertCountEqual([report['devices']['embedding/part_0'],
+                             report['devices']['embedding/part_1']],
+                            ['/job:ps/task:0', '/job:ps/task:1'])
+    self.assertGreater(chief['steps'], 0)
+    self.assertGreater(worker['steps'], 0)  # two trainers really shared it
+    print(f"steps run: chief {chief['steps']}, worker {worker['steps']}")
+
+  def _check_exports(self, model_dir, record_file):
+    records = models.read_records(record_file)
+    self.assertNotEmpty(records)
+    self.assertEqual({r['task_type'] for r in records}, {'evaluator'})
+    made = [r for r in records if r['path']]
+    self.assertLen(made, len(records))
+    self.assertGreater(len(made), EXPORTS_TO_KEEP)
+    self.assertGreaterEqual(made[-1]['global_step'], MAX_STEPS)
+    print('exports at global steps', [r['global_step'] for r in made])
+    base = os.path.join(model_dir, 'export', EXPORTER_NAME)
+    kept = made[-EXPORTS_TO_KEEP:]
+    self.assertEqual(sorted(os.listdir(base)),
+                     sorted(os.path.basename(r['path']) for r in kept))
+    for record in made[:-EXPORTS_TO_KEEP]:
+      self.assertFalse(os.path.exists(record['path']))
+    for record in kept:
+      # The checkpoint was saved by two parameter servers: two data shards.
+      self.assertLen(tf.io.gfile.glob(record['checkpoint'] + '.data-*'), 2)
+      models.assert_export_matches_checkpoint(self, record['path'],
+                                              record['checkpoint'])
+      self._check_serving(record['path'], record['checkpoint'])
+
+  def _check_serving(self, export_dir, checkpoint):
+    values = models.checkpoint_values(checkpoint)
+    ids, _ = models.make_id_data(n=5, seed=3)
+    expected = (values['embedding'][ids].mean(axis=1) @ values['dense'] +
+                values['bias'])
+    _, session, meta = models.tf1_load(export_dir, ['serve'])
+    with session:
+      out = models.run_signature(session, meta, 'serving_default',
+                                 {'ids': ids})
+    np.testing.assert_allclose(out['y'], expected, rtol=1e-5, atol=1e-6)
+
+
+if __name__ == '__main__':
+  tf.test.main()

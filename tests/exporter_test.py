@@ -1,0 +1,324 @@
+"""Tests for multimode_export.exporter with real train_and_evaluate runs."""
+# bazel-data: :mirrored_task
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+from absl.testing import parameterized
+import numpy as np
+import tensorflow as tf
+
+from multimode_export import exporter as exporter_lib
+from multimode_export import publish
+from tests import models
+
+ModeKeys = tf.estimator.ModeKeys
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _estimator(model_dir, **params):
+  return tf.estimator.Estimator(
+      models.linear_model_fn, model_dir=model_dir, params=params,
+      config=tf.estimator.RunConfig(tf_random_seed=1, save_checkpoints_steps=5,
+                                    keep_checkpoint_max=100))
+
+
+def _train_and_evaluate(estimator, exporter, max_steps, train_input_fn=None):
+  tf.estimator.train_and_evaluate(
+      estimator,
+      tf.estimator.TrainSpec(train_input_fn or models.input_fn(),
+                             max_steps=max_steps),
+      tf.estimator.EvalSpec(models.input_fn(seed=1), steps=2,
+                            exporters=[exporter], start_delay_secs=0,
+                            throttle_secs=0))
+
+
+def _versions(base):
+  return sorted(n for n in os.listdir(base) if n.isdigit())
+
+
+class LatestModeTest(tf.test.TestCase):
+
+  def test_exports_all_modes_from_evaluated_checkpoints_and_keeps_n(self):
+    model_dir = self.create_tempdir().full_path
+    base = os.path.join(model_dir, 'export', 'multimode')
+    os.makedirs(base)
+    # Foreign content the garbage collection must never delete: another
+    # name, a version without saved_model.pb (mid-publish), a stock
+    # PREDICT-only export, a live exporter's staging directory.
+    os.makedirs(os.path.join(base, 'notes'))
+    os.makedirs(os.path.join(base, '7', 'variables'))
+    other = models.train_custom(self.create_tempdir().full_path, steps=1)
+    stock = other.export_saved_model(base, models.serving_receiver_fn())
+    stock = os.path.basename(stock.decode() if isinstance(stock, bytes)
+                             else stock)
+    staging = os.path.join(base, publish.STAGING_PREFIX + 'live-' +
+                           uuid.uuid4().hex)
+    os.mkdir(staging)
+    lock = os.open(staging, os.O_RDONLY)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    self.addCleanup(os.close, lock)
+    foreign = sorted(os.listdir(base))
+
+    exporter = models.RecordingExporter('multimode', models.receiver_map(),
+                                        exports_to_keep=2)
+    _train_and_evaluate(_estimator(model_dir, partitions=2), exporter,
+                        max_steps=20)
+
+    made = [c for c in exporter.calls if c['path']]
+    self.assertLen(made, len(exporter.calls))  # latest mode: every call
+    self.assertEqual([c['global_step'] for c in made], [5, 10, 15, 20])
+    for call in made:
+      self.assertEqual(os.path.dirname(call['path']), base)
+    kept = [os.path.basename(c['path']) for c in made[-2:]]
+    self.assertEqual(sorted(os.listdir(base)), sorted(foreign + kept))
+    for call in made[-2:]:
+      models.assert_export_matches_checkpoint(self, call['path'],
+                                              call['checkpoint'])
+    self.assertIn(stock, os.listdir(base))
+
+  def test_exports_only_requested_modes(self):
+    model_dir = self.create_tempdir().full_path
+    exporter = models.RecordingExporter(
+        'two', models.receiver_map((ModeKeys.EVAL, ModeKeys.PREDICT)),
+        exports_to_keep=1)
+    _train_and_evaluate(_estimator(model_dir), exporter, max_steps=10)
+    path = exporter.calls[-1]['path']
+    self.assertEqual(models.meta_graph_tags(path), [['eval'], ['serve']])
+    self.assertEqual(_versions(os.path.dirname(path)),
+                     [os.path.basename(path)])
+    # The EVAL carrier restores the model variables, not the optimizer's.
+    exported = models.saved_variables(path)
+    for key, value in models.checkpoint_values(
+        exporter.calls[-1]['checkpoint']).items():
+      if key in exported:
+        np.testing.assert_array_equal(exported[key], value)
+    self.assertIn('w', exported)
+    self.assertNotIn('w/Adam', exported)
+
+  def test_exports_to_keep_none_keeps_everything(self):
+    model_dir = self.create_tempdir().full_path
+    exporter = models.RecordingExporter('all', models.receiver_map(),
+                                        exports_to_keep=None)
+    _train_and_evaluate(_estimator(model_dir), exporter, max_steps=15)
+    self.assertLen(_versions(os.path.join(model_dir, 'export', 'all')), 3)
+
+
+class BestModeTest(tf.test.TestCase):
+
+  def test_restart_never_exports_a_worse_model(self):
+    model_dir = self.create_tempdir().full_path
+    base = os.path.join(model_dir, 'export', 'best')
+    first = models.RecordingExporter('best', models.receiver_map(),
+                                     compare_fn=exporter_lib.loss_smaller)
+    _train_and_evaluate(_estimator(model_dir), first, max_steps=20)
+    made = [c for c in first.calls if c['path']]
+    losses = [c['loss'] for c in first.calls]
+    # Every export was an improvement over all evaluations before it.
+    for call in made:
+      earlier = [c['loss'] for c in first.calls
+                 if c['global_step'] < call['global_step']]
+      self.assertLess(call['loss'], min(earlier, default=np.inf))
+    self.assertNotEmpty(made)
+    exported_before = _versions(base)
+    best_loss = min(losses)
+
+    # Restart: a new Estimator and exporter on the same model_dir, trained
+    # on shifted labels so every new evaluation is worse than the best.
+    x, y = models.make_data()
+
+    def bad_input_fn():
+      return tf.data.Dataset.from_tensor_slices(
+          ({'x': x}, y + 5.0)).repeat().batch(16)
+    second = models.RecordingExporter('best', models.receiver_map(),
+                                      compare_fn=exporter_lib.loss_smaller)
+    _train_and_evaluate(_estimator(model_dir), second, max_steps=30,
+                        train_input_fn=bad_input_fn)
+    self.assertNotEmpty(second.calls)
+    for call in second.calls:
+      self.assertGreater(call['loss'], best_loss)
+      self.assertIsNone(call['path'])
+    self.assertEqual(_versions(base), exported_before)
+    self.assertAllClose(second.best_eval_result['loss'], best_loss)
+
+    # The restarted exporter still exports a result better than the best.
+    path = second.export(_estimator(model_dir), base,
+                         tf.train.latest_checkpoint(model_dir),
+                         {'loss': best_loss / 2, 'global_step': 31}, False)
+    self.assertIsNotNone(path)
+    models.assert_export_matches_checkpoint(
+        self, path, tf.train.latest_checkpoint(model_dir))
+
+  def test_first_evaluation_of_a_fresh_job_exports(self):
+    model_dir = self.create_tempdir().full_path
+    exporter = models.RecordingExporter('best', models.receiver_map(),
+                                        compare_fn=exporter_lib.loss_smaller)
+    _train_and_evaluate(_estimator(model_dir), exporter, max_steps=5)
+    self.assertLen(exporter.calls, 1)
+    self.assertIsNotNone(exporter.calls[0]['path'])
+
+  def test_without_event_files_a_restart_forgets_the_best(self):
+    model_dir = self.create_tempdir().full_path
+    estimator = models.train_custom(model_dir, steps=3)
+    checkpoint = estimator.latest_checkpoint()
+    base = os.path.join(model_dir, 'export', 'b')
+    exporter = exporter_lib.MultiModeExporter(
+        'b', models.receiver_map(), compare_fn=exporter_lib.loss_smaller,
+        event_file_pattern=None)
+    self.assertIsNotNone(exporter.export(
+        estimator, base, checkpoint, {'loss': 1.0, 'global_step': 3}, False))
+    self.assertIsNone(exporter.export(
+        estimator, base, checkpoint, {'loss': 2.0, 'global_step': 3}, False))
+    restarted = exporter_lib.MultiModeExporter(
+        'b', models.receiver_map(), compare_fn=exporter_lib.loss_smaller,
+        event_file_pattern=None)
+    self.assertIsNotNone(restarted.export(
+        estimator, base, checkpoint, {'loss': 2.0, 'global_step': 3}, False))
+
+
+  def test_skips_a_checkpoint_deleted_before_its_export(self):
+    model_dir = self.create_tempdir().full_path
+    estimator = models.train_custom(model_dir, steps=2)
+    base = os.path.join(model_dir, 'export', 'gone')
+    exporter = exporter_lib.MultiModeExporter(
+        'gone', models.receiver_map(), compare_fn=exporter_lib.loss_smaller,
+        event_file_pattern=None)
+    gone = os.path.join(model_dir, 'model.ckpt-999')
+    self.assertIsNone(exporter.export(
+        estimator, base, gone, {'loss': 1.0, 'global_step': 999}, False))
+    self.assertFalse(os.path.exists(base))
+    self.assertIsNone(exporter.best_eval_result)
+    # The next evaluation's checkpoint still exports (1.5 > 1.0 is fine:
+    # the skipped result never became the best).
+    self.assertIsNotNone(exporter.export(
+        estimator, base, estimator.latest_checkpoint(),
+        {'loss': 1.5, 'global_step': 2}, False))
+
+class TaskRuleTest(parameterized.TestCase, tf.test.TestCase):
+
+  _CLUSTER = {'chief': ['127.0.0.1:1'], 'worker': ['127.0.0.1:2'],
+              'ps': ['127.0.0.1:3']}
+
+  def _config(self, task_type, index=0, cluster=True):
+    tf_config = {'task': {'type': task_type, 'index': index}}
+    if cluster:
+      tf_config['cluster'] = self._CLUSTER
+    old = os.environ.get('TF_CONFIG')
+    os.environ['TF_CONFIG'] = json.dumps(tf_config)
+    try:
+      return tf.estimator.RunConfig()
+    finally:
+      if old is None:
+        del os.environ['TF_CONFIG']
+      else:
+        os.environ['TF_CONFIG'] = old
+
+  @parameterized.named_parameters(
+      ('chief', 'chief', 0, True),
+      ('worker', 'worker', 0, False),
+      ('ps', 'ps', 0, False),
+      ('evaluator', 'evaluator', 0, True),
+      ('second_evaluator', 'evaluator', 1, False),
+  )
+  def test_rule(self, task_type, index, expected):
+    self.assertEqual(exporter_lib.is_exporting_task(
+        self._config(task_type, index)), expected)
+
+  def test_single_machine_exports(self):
+    self.assertTrue(exporter_lib.is_exporting_task(tf.estimator.RunConfig()))
+
+  def test_worker_writes_nothing(self):
+    model_dir = self.create_tempdir().full_path
+    models.train_custom(model_dir, steps=2)
+    worker = tf.estimator.Estimator(models.linear_model_fn,
+                                    model_dir=model_dir,
+                                    config=self._config('worker'))
+    base = os.path.join(model_dir, 'export', 'w')
+    exporter = exporter_lib.MultiModeExporter('w', models.receiver_map())
+    self.assertIsNone(exporter.export(worker, base, None,
+                                      {'loss': 1.0, 'global_step': 2}, False))
+    self.assertFalse(os.path.exists(base))
+
+
+class ArgumentsTest(parameterized.TestCase):
+
+  @parameterized.named_parameters(
+      ('empty_name', dict(name=''), ValueError, 'name'),
+      ('slash_name', dict(name='a/b'), ValueError, 'name'),
+      ('zero_keep', dict(exports_to_keep=0), ValueError, 'exports_to_keep'),
+      ('float_keep', dict(exports_to_keep=2.0), ValueError, 'exports_to_keep'),
+      ('compare_args', dict(compare_fn=lambda a, b: True), ValueError,
+       'compare_fn'),
+      ('compare_type', dict(compare_fn=3), TypeError, 'compare_fn'),
+      ('pattern', dict(event_file_pattern=''), ValueError,
+       'event_file_pattern'),
+      ('mode', dict(input_receiver_fn_map={'predict': models.serving_receiver_fn()}),
+       ValueError, 'infer'),
+      ('tags', dict(tags={ModeKeys.TRAIN: ['serve']}), ValueError, 'tags'),
+  )
+  def test_rejects(self, override, error, regex):
+    kwargs = dict(name='e', input_receiver_fn_map=models.receiver_map())
+    kwargs.update(override)
+    with self.assertRaisesRegex(error, regex):
+      exporter_lib.MultiModeExporter(**kwargs)
+
+  def test_does_not_mutate_receiver_map(self):
+    receivers = models.receiver_map()
+    before = dict(receivers)
+    exporter_lib.MultiModeExporter('e', receivers)
+    self.assertEqual(receivers, before)
+
+  def test_is_an_estimator_exporter(self):
+    exporter = exporter_lib.MultiModeExporter('e', models.receiver_map())
+    self.assertIsInstance(exporter, tf.estimator.Exporter)
+    self.assertEqual(exporter.name, 'e')
+    tf.estimator.EvalSpec(models.input_fn(), exporters=[exporter])
+
+  def test_loss_smaller(self):
+    self.assertTrue(exporter_lib.loss_smaller({'loss': 2.0}, {'loss': 1.0}))
+    self.assertFalse(exporter_lib.loss_smaller({'loss': 1.0}, {'loss': 1.0}))
+    with self.assertRaisesRegex(ValueError, 'current_eval_result'):
+      exporter_lib.loss_smaller({'loss': 1.0}, {'mae': 1.0})
+
+
+class MirroredStrategyTest(tf.test.TestCase):
+
+  def test_mirrored_training_exports_and_loads(self):
+    # Logical devices must be configured before TensorFlow initializes, so
+    # the training runs in a fresh process.
+    model_dir = self.create_tempdir().full_path
+    record = os.path.join(model_dir, 'record.jsonl')
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(_HERE), os.environ.get('PYTHONPATH', '')]),
+               TF_CPP_MIN_LOG_LEVEL='2')
+    env.pop('TF_CONFIG', None)
+    result = subprocess.run(
+        [sys.executable, os.path.join(_HERE, 'mirrored_task.py'),
+         '--model_dir', model_dir, '--record_file', record],
+        env=env, capture_output=True, text=True, timeout=120, check=False)
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    self.assertIn('replicas=2', result.stdout)
+    calls = [c for c in models.read_records(record) if c['path']]
+    self.assertNotEmpty(calls)
+    last = calls[-1]
+    models.assert_export_matches_checkpoint(self, last['path'],
+                                            last['checkpoint'])
+    for tags in (['train'], ['eval'], ['serve']):
+      graph, session, meta = models.tf1_load(last['path'], tags)
+      with graph.as_default(), session:
+        self.assertNotEmpty(meta.signature_def)
+    x, _ = models.make_data(4)
+    _, session, meta = models.tf1_load(last['path'], ['serve'])
+    with session:
+      out = models.run_signature(session, meta, 'serving_default', {'x': x})
+    self.assertEqual(out['y'].shape, (4, 1))
+    losses = models.train_steps(last['path'], steps=5)
+    self.assertLess(losses[-1], losses[0])
+
+
+if __name__ == '__main__':
+  tf.test.main()

@@ -243,6 +243,15 @@ class ExportVerifyTest(tf.test.TestCase):
     self.assertTrue(verification.verify(path).ok)
     self.assertEqual(os.listdir(base), [os.path.basename(path)])
 
+  def test_verify_true_per_mode(self):
+    base = self.create_tempdir().full_path
+    est = models.train_custom(self.create_tempdir().full_path)
+    paths = multimode_export.export_saved_models_per_mode(
+        est, base, models.receiver_map(), verify=True)
+    self.assertLen(paths, 3)
+    for path in paths.values():
+      self.assertTrue(verification.verify(path).ok)
+
   def test_verify_true_refuses_to_publish_a_failing_export(self):
     base = self.create_tempdir().full_path
     est = tf.estimator.Estimator(
@@ -260,6 +269,12 @@ class ExportVerifyTest(tf.test.TestCase):
                               ('tf2_signature:serving_default', ('serve',))})
     self.assertIn('all-zero input', str(cm.exception))
     self.assertEqual(os.listdir(base), [])  # Nothing published or left.
+    # One SavedModel per mode: the serve one fails, so no mode is published.
+    with self.assertRaisesRegex(multimode_export.VerificationError,
+                                'not published'):
+      multimode_export.export_saved_models_per_mode(
+          est, base, models.receiver_map(), verify=True)
+    self.assertEqual(os.listdir(base), [])
 
 
 if __name__ == '__main__':

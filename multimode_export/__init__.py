@@ -26,23 +26,34 @@ from multimode_export.errors import ExportError
 from multimode_export.errors import InvalidModeError
 from multimode_export.errors import MissingVariablesError
 from multimode_export.errors import ModelFnError
+from multimode_export.errors import NotASavedModelError
 from multimode_export.errors import PublishError
 from multimode_export.errors import ReceiverError
 from multimode_export.errors import VariableMismatchError
 from multimode_export.errors import VerificationError
 from multimode_export.export import export_all_saved_models
 from multimode_export.exporter import MultiModeExporter
+from multimode_export.inspection import inspect
+from multimode_export.loading import EvalMetrics
+from multimode_export.loading import ServingSignatures
+from multimode_export.loading import TrainStep
+from multimode_export.loading import load_mode
 from multimode_export.mixin import MultiModeExportMixin
 from multimode_export.modes import choose_variables_carrier
 from multimode_export.per_mode import export_saved_models_per_mode
+from multimode_export.verification import CheckResult
+from multimode_export.verification import VerifyReport
+from multimode_export.verification import verify
 
 __version__ = '0.1.0'
 
 __all__ = (
     'AssetsExtraError',
+    'CheckResult',
     'CheckpointNotFoundError',
     'CheckpointReadError',
     'Error',
+    'EvalMetrics',
     'ExportDirError',
     'ExportError',
     'InvalidModeError',
@@ -50,11 +61,18 @@ __all__ = (
     'ModelFnError',
     'MultiModeExportMixin',
     'MultiModeExporter',
+    'NotASavedModelError',
     'PublishError',
     'ReceiverError',
+    'ServingSignatures',
+    'TrainStep',
     'VariableMismatchError',
     'VerificationError',
+    'VerifyReport',
     'choose_variables_carrier',
     'export_all_saved_models',
     'export_saved_models_per_mode',
+    'inspect',
+    'load_mode',
+    'verify',
 )

@@ -186,3 +186,15 @@ class VerificationError(ExportError):
   def __init__(self, message: str, report: Optional[object] = None):
     self.report = report
     super().__init__(message)
+
+
+class NotASavedModelError(Error, ValueError):
+  """A directory given to `verify`, `inspect` or a loader is not a SavedModel.
+
+  Attributes:
+    export_dir: the offending directory.
+  """
+
+  def __init__(self, export_dir: str, reason: str):
+    self.export_dir = export_dir
+    super().__init__(f'{export_dir!r} is not a SavedModel: {reason}')

@@ -9,9 +9,11 @@ import multimode_export
 # Changing the public API is a decision: update this list with it.
 EXPECTED_ALL = (
     'AssetsExtraError',
+    'CheckResult',
     'CheckpointNotFoundError',
     'CheckpointReadError',
     'Error',
+    'EvalMetrics',
     'ExportDirError',
     'ExportError',
     'InvalidModeError',
@@ -19,13 +21,20 @@ EXPECTED_ALL = (
     'ModelFnError',
     'MultiModeExportMixin',
     'MultiModeExporter',
+    'NotASavedModelError',
     'PublishError',
     'ReceiverError',
+    'ServingSignatures',
+    'TrainStep',
     'VariableMismatchError',
     'VerificationError',
+    'VerifyReport',
     'choose_variables_carrier',
     'export_all_saved_models',
     'export_saved_models_per_mode',
+    'inspect',
+    'load_mode',
+    'verify',
 )
 
 

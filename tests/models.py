@@ -762,3 +762,57 @@ def load_every_tag_set(export_dir: str) -> List[List[str]]:
     session.close()
     loaded.append(tags)
   return loaded
+
+
+# --- Canned estimator, parsing receivers and fault injection (verify/inspect).
+
+N_CLASSES = 3
+
+
+def canned_feature_columns():
+  return [tf.feature_column.numeric_column('x', shape=[FEATURE_DIM])]
+
+
+def train_canned_dnn(model_dir: str, steps: int = 3
+                    ) -> tf.estimator.DNNClassifier:
+  """A DNNClassifier trained a few steps on `make_data` (labels 0..2)."""
+  x, y = make_data()
+  labels = np.clip((y * 2).astype(np.int64), 0, N_CLASSES - 1)
+
+  def fn():
+    return tf.data.Dataset.from_tensor_slices(({'x': x}, labels)).repeat(
+    ).batch(16)
+  est = tf.estimator.DNNClassifier(
+      [4], canned_feature_columns(), model_dir=model_dir, n_classes=N_CLASSES,
+      config=tf.estimator.RunConfig(tf_random_seed=1))
+  est.train(fn, steps=steps)
+  return est
+
+
+def canned_receiver_map():
+  """Raw supervised TRAIN/EVAL receivers, a tf.Example parsing PREDICT one."""
+  supervised = tf.estimator.experimental.build_raw_supervised_input_receiver_fn(
+      {'x': tf.zeros([1, FEATURE_DIM])}, tf.zeros([1, 1], tf.int64))
+  return {
+      ModeKeys.TRAIN: supervised,
+      ModeKeys.EVAL: supervised,
+      ModeKeys.PREDICT:
+          tf.estimator.export.build_parsing_serving_input_receiver_fn(
+              tf.feature_column.make_parse_example_spec(
+                  canned_feature_columns())),
+  }
+
+
+def stock_canned_export(estimator, export_dir_base: str) -> str:
+  path = estimator.experimental_export_all_saved_models(
+      export_dir_base, canned_receiver_map())
+  return path.decode('utf-8') if isinstance(path, bytes) else path
+
+
+def truncate_variables_data(export_dir: str, keep_fraction: float = 0.5
+                           ) -> str:
+  """Cuts the export's variables data file short; returns its path."""
+  [data] = tf.io.gfile.glob(
+      os.path.join(export_dir, 'variables', 'variables.data-*'))
+  os.truncate(data, int(os.path.getsize(data) * keep_fraction))
+  return data

@@ -1,0 +1,281 @@
+"""verify(): passes on good exports (ours and stock), fails per check on bad."""
+
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+from absl.testing import absltest
+from absl.testing import parameterized
+
+import multimode_export
+from multimode_export import verification
+from tests import models
+
+ModeKeys = tf.estimator.ModeKeys
+
+
+def _names(report, tags):
+  return [c.name for c in report.checks if c.tags == tuple(tags)]
+
+
+def _check(report, name, tags=()):
+  [check] = [c for c in report.checks if c.name == name and c.tags == tags]
+  return check
+
+
+class VerifyGoodExportsTest(parameterized.TestCase, tf.test.TestCase):
+  """The three exports are built once; each test only verifies."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
+    custom = models.train_custom(os.path.join(cls.root, 'custom'))
+    cls.exports = {
+        'ours': multimode_export.export_all_saved_models(
+            custom, os.path.join(cls.root, 'ours'), models.receiver_map()),
+        'stock_custom': models.stock_export(
+            custom, os.path.join(cls.root, 'stock_custom')),
+        'stock_canned': models.stock_canned_export(
+            models.train_canned_dnn(os.path.join(cls.root, 'dnn')),
+            os.path.join(cls.root, 'stock_canned')),
+    }
+    cls.reports = {}
+
+  def _report(self, kind):
+    if kind not in self.reports:
+      self.reports[kind] = verification.verify(self.exports[kind])
+    return self.reports[kind]
+
+  @classmethod
+  def tearDownClass(cls):
+    shutil.rmtree(cls.root, ignore_errors=True)
+    super().tearDownClass()
+
+  @parameterized.named_parameters(('ours', 'ours'),
+                                  ('stock_custom', 'stock_custom'),
+                                  ('stock_canned', 'stock_canned'))
+  def test_every_check_passes(self, kind):
+    report = self._report(kind)
+    self.assertTrue(report.ok, str(report))
+    self.assertEqual(report.failures, ())
+    self.assertEqual(_names(report, ())[:2], ['saved_model', 'variables'])
+    train = _names(report, ['train'])
+    self.assertEqual(train, ['saver', 'tf1_load', 'tf1_signature:train',
+                             'train_step', 'tf2_load', 'tf2_signature:train'])
+    # Only the train graph has a train op.
+    self.assertNotIn('train_step', _names(report, ['eval']) +
+                     _names(report, ['serve']))
+    self.assertIn('tf2_signature:serving_default', _names(report, ['serve']))
+
+  def test_train_step_advances_global_step(self):
+    report = self._report('ours')
+    detail = _check(report, 'train_step', ('train',)).detail
+    global_step = tf.train.load_checkpoint(os.path.join(
+        self.exports['ours'], 'variables', 'variables')).get_tensor(
+            'global_step')
+    self.assertIn(f'global_step {global_step} -> {global_step + 1}', detail)
+    # In memory only: the export's variables are unchanged.
+    self.assertEqual(models.saved_variables(self.exports['ours'])[
+        'global_step'], global_step)
+
+  def test_parsing_receiver_gets_serialized_examples(self):
+    report = self._report('stock_canned')
+    for key in ('serving_default', 'classification', 'predict'):
+      check = _check(report, f'tf1_signature:{key}', ('serve',))
+      self.assertTrue(check.ok, check.detail)
+      self.assertIn('tf.Example(x)[2]', check.detail)
+
+  def test_run_train_step_false_skips_it(self):
+    report = verification.verify(self.exports['ours'], run_train_step=False)
+    self.assertTrue(report.ok, str(report))
+    self.assertNotIn('train_step', [c.name for c in report.checks])
+
+  def test_report_text_has_one_line_per_check(self):
+    report = self._report('ours')
+    text = str(report)
+    self.assertStartsWith(text, f'PASSED: all {len(report.checks)} checks of ')
+    self.assertLen(text.splitlines(), len(report.checks) + 2)
+    self.assertNotIn('FAIL', text)
+
+
+class VerifyBadExportsTest(tf.test.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
+    cls.good = multimode_export.export_all_saved_models(
+        models.train_custom(os.path.join(cls.root, 'model')),
+        os.path.join(cls.root, 'export'), models.receiver_map())
+
+  @classmethod
+  def tearDownClass(cls):
+    shutil.rmtree(cls.root, ignore_errors=True)
+    super().tearDownClass()
+
+  def _copy(self):
+    # copytree copies file contents: the good export's variables may be hard
+    # links to the checkpoint, which must stay intact.
+    path = os.path.join(self.create_tempdir().full_path, 'copy')
+    shutil.copytree(self.good, path)
+    return path
+
+  def test_truncated_variables_data_fails_naming_a_variable(self):
+    path = self._copy()
+    models.truncate_variables_data(path, keep_fraction=0.3)
+    report = verification.verify(path)
+    self.assertFalse(report.ok)
+    variables = _check(report, 'variables')
+    self.assertFalse(variables.ok)
+    self.assertRegex(variables.detail, r"variable '.+' unreadable")
+    self.assertFalse(_check(report, 'tf1_load', ('train',)).ok)
+    self.assertFalse(_check(report, 'tf2_load', ('train',)).ok)
+    self.assertStartsWith(str(report), 'FAILED: ')
+    self.assertIn('FAIL  *', str(report))
+
+  def test_not_a_saved_model(self):
+    report = verification.verify(self.create_tempdir().full_path)
+    self.assertFalse(report.ok)
+    [check] = report.checks
+    self.assertEqual(check.name, 'saved_model')
+    self.assertIn('is not a SavedModel', check.detail)
+
+  def test_missing_directory(self):
+    missing = os.path.join(self.create_tempdir().full_path, 'nothing')
+    report = verification.verify(missing)
+    self.assertFalse(report.ok)
+    self.assertIn('does not exist', report.checks[0].detail)
+
+  def test_variable_missing_from_variables_dir(self):
+    # Rewrite variables/ without the optimizer slots of `w`: the train graph's
+    # saver needs them, the serve graph's does not.
+    path = self._copy()
+    prefix = os.path.join(path, 'variables', 'variables')
+    values = models.checkpoint_values(prefix)
+    kept = {k: v for k, v in values.items() if not k.startswith('w/Adam')}
+    for f in tf.io.gfile.glob(prefix + '*'):
+      tf.io.gfile.remove(f)
+    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=list(kept),
+                      shape_and_slices=[''] * len(kept),
+                      tensors=list(kept.values()))
+    report = verification.verify(path)
+    saver = _check(report, 'saver', ('train',))
+    self.assertFalse(saver.ok)
+    self.assertIn("'w/Adam' missing", saver.detail)
+    self.assertIn("'w/Adam_1' missing", saver.detail)
+    self.assertFalse(_check(report, 'tf1_load', ('train',)).ok)
+    self.assertTrue(_check(report, 'saver', ('serve',)).ok)
+    self.assertTrue(_check(report, 'tf1_signature:serving_default',
+                           ('serve',)).ok)
+
+  def test_variable_with_wrong_shape(self):
+    path = self._copy()
+    prefix = os.path.join(path, 'variables', 'variables')
+    values = models.checkpoint_values(prefix)
+    values['b'] = np.zeros([2], np.float32)
+    for f in tf.io.gfile.glob(prefix + '*'):
+      tf.io.gfile.remove(f)
+    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=list(values),
+                      shape_and_slices=[''] * len(values),
+                      tensors=list(values.values()))
+    report = verification.verify(path)
+    for tags in (('train',), ('eval',), ('serve',)):
+      saver = _check(report, 'saver', tags)
+      self.assertFalse(saver.ok)
+      self.assertIn("'b' is float32[2], the graph expects float32[1]",
+                    saver.detail)
+
+  def test_tf2_saved_model(self):
+    # Not an Estimator export: one MetaGraphDef, an object-based saver, an
+    # init-op pseudo signature, a string input without a parser.
+    module = tf.Module()
+    module.v = tf.Variable([[1.0], [2.0], [3.0]])
+    module.predict = tf.function(
+        lambda x: {'y': x @ module.v},
+        input_signature=[tf.TensorSpec([None, 3], tf.float32)])
+    module.length = tf.function(
+        lambda text: {'n': tf.strings.length(text)},
+        input_signature=[tf.TensorSpec([None], tf.string)])
+    path = self.create_tempdir().full_path
+    tf.saved_model.save(module, path, signatures={
+        'serving_default': module.predict, 'length': module.length})
+    report = verification.verify(path)
+    self.assertTrue(report.ok, str(report))
+    self.assertCountEqual(
+        _names(report, ['serve']),
+        ['saver', 'tf1_load', 'tf1_signature:length',
+         'tf1_signature:serving_default', 'tf2_load', 'tf2_signature:length',
+         'tf2_signature:serving_default'])
+    self.assertIn("text: b''[2]",
+                  _check(report, 'tf1_signature:length', ('serve',)).detail)
+
+  def test_bad_argument_type(self):
+    with self.assertRaisesRegex(TypeError, 'export_dir: expected str'):
+      verification.verify(42)
+
+
+def _asserting_model_fn(features, labels, mode, params):
+  """The linear model whose PREDICT graph rejects all-zero inputs."""
+  spec = models.linear_model_fn(features, labels, mode, params)
+  if mode != ModeKeys.PREDICT:
+    return spec
+  check = tf.debugging.assert_greater(
+      tf.reduce_sum(tf.abs(features['x'])), 0.0, message='all-zero input')
+  with tf.control_dependencies([check]):
+    y = tf.identity(spec.predictions['y'])
+  return tf.estimator.EstimatorSpec(
+      mode, predictions={'y': y},
+      export_outputs={'serving_default':
+                      tf.estimator.export.PredictOutput({'y': y})})
+
+
+class ExportVerifyTest(tf.test.TestCase):
+  """export_all_saved_models(verify=True) verifies before publishing."""
+
+  def test_verify_true_publishes_a_good_export(self):
+    base = self.create_tempdir().full_path
+    est = models.train_custom(self.create_tempdir().full_path)
+    path = multimode_export.export_all_saved_models(
+        est, base, models.receiver_map(), verify=True)
+    self.assertTrue(verification.verify(path).ok)
+    self.assertEqual(os.listdir(base), [os.path.basename(path)])
+
+  def test_verify_true_per_mode(self):
+    base = self.create_tempdir().full_path
+    est = models.train_custom(self.create_tempdir().full_path)
+    paths = multimode_export.export_saved_models_per_mode(
+        est, base, models.receiver_map(), verify=True)
+    self.assertLen(paths, 3)
+    for path in paths.values():
+      self.assertTrue(verification.verify(path).ok)
+
+  def test_verify_true_refuses_to_publish_a_failing_export(self):
+    base = self.create_tempdir().full_path
+    est = tf.estimator.Estimator(
+        _asserting_model_fn, model_dir=self.create_tempdir().full_path,
+        params={})
+    est.train(models.input_fn(), steps=2)
+    with self.assertRaisesRegex(multimode_export.VerificationError,
+                                'failed verification, not published') as cm:
+      multimode_export.export_all_saved_models(
+          est, base, models.receiver_map(), verify=True)
+    report = cm.exception.report
+    self.assertIsInstance(report, verification.VerifyReport)
+    failed = {(c.name, c.tags) for c in report.failures}
+    self.assertEqual(failed, {('tf1_signature:serving_default', ('serve',)),
+                              ('tf2_signature:serving_default', ('serve',))})
+    self.assertIn('all-zero input', str(cm.exception))
+    self.assertEqual(os.listdir(base), [])  # Nothing published or left.
+    # One SavedModel per mode: the serve one fails, so no mode is published.
+    with self.assertRaisesRegex(multimode_export.VerificationError,
+                                'not published'):
+      multimode_export.export_saved_models_per_mode(
+          est, base, models.receiver_map(), verify=True)
+    self.assertEqual(os.listdir(base), [])
+
+
+if __name__ == '__main__':
+  tf.test.main()

@@ -219,12 +219,15 @@ class EvalMetrics:
     self.input_keys = self._update.input_keys
 
   def update(self, **inputs) -> Dict[str, tf.Tensor]:
+    """Runs every metric's update op on one batch; returns the new values."""
     return self._update.call(inputs)
 
   def result(self) -> Dict[str, tf.Tensor]:
+    """The metric values accumulated since the last reset."""
     return self._value()
 
   def reset(self) -> None:
+    """Zeroes the metrics' accumulators."""
     if self._reset is not None:
       self._reset()
 

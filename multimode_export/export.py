@@ -152,29 +152,29 @@ def verify_staged(path: str) -> None:
         f'the export failed verification, not published:\n{report}', report)
 
 
-def write_plan(plan: ExportPlan, graphs: Sequence[mode_graph.ModeGraph],
-               export_dir_base: str, options: saved_model_writer.WriteOptions,
+def write_plan(plan: ExportPlan, options: saved_model_writer.WriteOptions,
                verify: bool = False) -> str:
-  """Stages one SavedModel of `graphs` and publishes it under the base.
+  """Stages the plan's graphs as one SavedModel and publishes it.
 
   Returns:
-    The published version directory, or `plan.export_dir` if set (then
-    `export_dir_base` must be its parent).
+    The published version directory, or `plan.export_dir` if set (the
+    plan's `export_dir_base` is then its parent).
 
   Raises:
     errors.PublishError: writing failed (the staging data is removed).
     errors.VerificationError: `verify` was set and the export failed it.
   """
-  publish.remove_stale_staging(export_dir_base)
-  with publish.open_staging(export_dir_base) as staging:
-    with write_errors_as_publish_error(export_dir_base):
+  base = plan.export_dir_base
+  publish.remove_stale_staging(base)
+  with publish.open_staging(base) as staging:
+    with write_errors_as_publish_error(base):
       saved_model_writer.write_saved_model(
-          staging.path, graphs, plan.checkpoint, plan.assets,
+          staging.path, plan.graphs, plan.checkpoint, plan.assets,
           plan.assets_extra, options)
     if verify:
       verify_staged(staging.path)
     # A failure while publishing is a PublishError too, not a raw OSError.
-    with write_errors_as_publish_error(export_dir_base):
+    with write_errors_as_publish_error(base):
       if plan.export_dir is not None:
         return target_dir.publish_to(staging, plan.export_dir, plan.overwrite)
       return staging.publish()
@@ -269,4 +269,4 @@ def export_all_saved_models(
   options = saved_model_writer.WriteOptions(
       as_text=as_text, allow_links=allow_links,
       session_config=_tf_private.session_config(estimator))
-  return write_plan(plan, plan.graphs, plan.export_dir_base, options, verify)
+  return write_plan(plan, options, verify)

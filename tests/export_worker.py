@@ -66,7 +66,7 @@ def main(argv):
 def _export(plan, base, options, loop: bool) -> None:
   while True:
     start = time.time()
-    path = export.write_plan(plan, plan.graphs, base, options)
+    path = export.write_plan(plan, options)
     line = json.dumps({'path': path, 'pid': os.getpid(), 'start': start,
                        'end': time.time()}) + '\n'
     os.write(1, line.encode())  # one write: atomic next to other children

@@ -265,7 +265,7 @@ class FaultsTest(parameterized.TestCase):
       return sorted(per_mode.write_plan_per_mode(plan, options).values())
     if plan_name == 'export_dir':
       plan = dataclasses.replace(plan, export_dir=base + '/model')
-    return [export.write_plan(plan, plan.graphs, base, options)]
+    return [export.write_plan(plan, options)]
 
   def _check_complete(self, published: List[str], plan_name: str) -> None:
     tags = sorted(sorted(g.tags) for g in self.plans[plan_name].graphs)

@@ -85,7 +85,9 @@ def read(prefix: str) -> CheckpointInfo:
       missing.
   """
   try:
-    reader = tf.train.load_checkpoint(prefix)
+    # Not tf.train.load_checkpoint: it first asks whether `prefix` is a
+    # directory, which ram:// answers yes for any prefix of a file name.
+    reader = tf.compat.v1.train.NewCheckpointReader(prefix)
     shapes = reader.get_variable_to_shape_map()
     dtypes = reader.get_variable_to_dtype_map()
   except (tf.errors.OpError, ValueError) as e:

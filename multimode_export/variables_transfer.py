@@ -138,10 +138,12 @@ def _entry_bytes(spec: saver_spec.VariableSpec, slice_spec: str,
                  shape: Tuple[int, ...]) -> int:
   dims = shape
   if slice_spec:
+    # "<full dims> <extent>:<extent>...", an extent "start,length" or "-"
+    # for the whole dimension.
     dims = []
-    for extent in slice_spec.split(' ')[-1].split(':'):
-      start_len = extent.split(',')
-      dims.append(int(start_len[1]) if start_len[0] != '-' else 0)
+    extents = slice_spec.split(' ')[-1].split(':')
+    for full, extent in zip(shape, extents):
+      dims.append(full if extent == '-' else int(extent.split(',')[1]))
   dtype = tf.as_dtype(spec.dtype)
   item = dtype.size if dtype != tf.string else 64
   return int(np.prod(dims, dtype=np.int64)) * item
@@ -181,6 +183,8 @@ def stream_subset(checkpoint: checkpoint_lib.CheckpointInfo,
   """
   chunks = _plan_chunks(needed, checkpoint, chunk_bytes)
   total = sum(e[3] for chunk in chunks for e in chunk)
+  logging.info('streaming %d bytes of %s in %d chunk(s) of at most %d bytes',
+               total, checkpoint.prefix, len(chunks), chunk_bytes)
   progress = _Progress(f'writing {len(needed)} variables of '
                        f'{checkpoint.prefix}', total)
   parts_dir = filesystem.join(variables_dir, '.parts')

@@ -87,6 +87,35 @@ def _reflink(src: str, dst: str) -> None:
       raise
 
 
+def _copy_local(src: str, dst: str, progress: _Progress) -> None:
+  """Copies inside the kernel (copy_file_range, else sendfile), as `cp` does.
+
+  A read/write loop through Python buffers was several times slower than
+  `cp` on a 3 GiB checkpoint.
+  """
+  with open(src, 'rb') as fin, open(dst, 'xb') as fout:
+    size = os.fstat(fin.fileno()).st_size
+    offset = 0
+    copy_range = getattr(os, 'copy_file_range', None)
+    while offset < size:
+      count = min(_COPY_CHUNK, size - offset)
+      sent = 0
+      if copy_range is not None:
+        try:
+          sent = copy_range(fin.fileno(), fout.fileno(), count, offset, offset)
+        except OSError:  # EXDEV on older kernels, ENOSYS, EINVAL...
+          copy_range = None
+          # sendfile writes at the file position, which copy_file_range with
+          # explicit offsets did not move.
+          os.lseek(fout.fileno(), offset, os.SEEK_SET)
+      if copy_range is None:
+        sent = os.sendfile(fout.fileno(), fin.fileno(), offset, count)
+      if sent == 0:
+        raise OSError(errno.EIO, f'{src} ended at {offset} of {size} bytes')
+      offset += sent
+      progress.add(sent)
+
+
 def _copy(src: str, dst: str, progress: _Progress) -> None:
   with tf.io.gfile.GFile(src, 'rb') as fin, \
        tf.io.gfile.GFile(dst, 'wb') as fout:
@@ -109,8 +138,9 @@ def link_or_copy_bundle(checkpoint: checkpoint_lib.CheckpointInfo,
   methods = []
   for src in checkpoint.files:
     dst = filesystem.join(variables_dir, _target_name(src, checkpoint.prefix))
-    if local and allow_links:
+    if local:
       src, dst = filesystem.local_path(src), filesystem.local_path(dst)
+    if local and allow_links:
       try:
         _reflink(src, dst)
         methods.append('reflink')
@@ -125,7 +155,7 @@ def link_or_copy_bundle(checkpoint: checkpoint_lib.CheckpointInfo,
         if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK,
                            errno.ENOTSUP, errno.EACCES):
           raise
-    _copy(src, dst, progress)
+    (_copy_local if local else _copy)(src, dst, progress)
     methods.append('copy')
   # The weakest method used describes the whole transfer.
   for method in ('copy', 'hardlink', 'reflink'):

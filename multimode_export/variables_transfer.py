@@ -4,12 +4,16 @@ Three ways, chosen by `write_variables`:
 
 * link: the checkpoint holds exactly the keys the export needs, so its index
   and data shards become `variables/variables.*` as they are. On a local
-  filesystem each file is reflinked (copy-on-write, where the filesystem
-  supports it), else hard-linked, else copied. A hard link is safe here:
-  TensorFlow never rewrites a checkpoint file in place (it writes a new file
-  and renames it over the old name, which leaves the linked inode alone), and
-  deleting the checkpoint only drops one of the names. On other filesystems
-  (`gs://`, `s3://`, `ram://`...) the files are copied in chunks.
+  filesystem each data shard is reflinked (copy-on-write, where the
+  filesystem supports it), else hard-linked, else copied; the index (small:
+  metadata only) is reflinked or copied, never hard-linked. A hard link is
+  safe for data shards: TensorFlow writes every data shard under a temporary
+  name and renames it into place, which leaves a linked inode alone, and
+  deleting the checkpoint only drops one of the names. It is not safe for
+  the index: a sharded Saver (the Estimator's) saving again to the same
+  prefix rewrites `<prefix>.index` in place (MergeV2Checkpoints opens it
+  with truncation). On other filesystems (`gs://`, `s3://`, `ram://`...)
+  the files are copied in chunks.
 * stream: the checkpoint holds more than needed (optimizer slots in a
   PREDICT-only export): only the needed entries are read, a bounded chunk at
   a time, written as small bundles and merged into one.
@@ -130,7 +134,8 @@ def _copy(src: str, dst: str, progress: _Progress) -> None:
 def link_or_copy_bundle(checkpoint: checkpoint_lib.CheckpointInfo,
                         variables_dir: str, allow_links: bool = True) -> str:
   """Puts the checkpoint's own files in `variables_dir` under the SavedModel's
-  names. Returns the method used ('reflink', 'hardlink' or 'copy')."""
+  names. Returns the method used for the data shards ('reflink',
+  'hardlink' or 'copy'; the weakest if they differ)."""
   total = checkpoint.total_bytes
   progress = _Progress(f'copying checkpoint {checkpoint.prefix}', total)
   local = filesystem.is_local(variables_dir) and filesystem.is_local(
@@ -138,25 +143,29 @@ def link_or_copy_bundle(checkpoint: checkpoint_lib.CheckpointInfo,
   methods = []
   for src in checkpoint.files:
     dst = filesystem.join(variables_dir, _target_name(src, checkpoint.prefix))
+    # The index may be rewritten in place by a later save to the same prefix.
+    is_index = src.endswith('.index')
+    method = 'copy'
     if local:
       src, dst = filesystem.local_path(src), filesystem.local_path(dst)
     if local and allow_links:
       try:
         _reflink(src, dst)
-        methods.append('reflink')
-        continue
+        method = 'reflink'
       except OSError:
         pass
-      try:
-        os.link(src, dst)
-        methods.append('hardlink')
-        continue
-      except OSError as e:
-        if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK,
-                           errno.ENOTSUP, errno.EACCES):
-          raise
-    (_copy_local if local else _copy)(src, dst, progress)
-    methods.append('copy')
+      if method == 'copy' and not is_index:
+        try:
+          os.link(src, dst)
+          method = 'hardlink'
+        except OSError as e:
+          if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK,
+                             errno.ENOTSUP, errno.EACCES):
+            raise
+    if method == 'copy':
+      (_copy_local if local else _copy)(src, dst, progress)
+    if not is_index:
+      methods.append(method)
   # The weakest method used describes the whole transfer.
   for method in ('copy', 'hardlink', 'reflink'):
     if method in methods:

@@ -19,6 +19,7 @@ from absl.testing import parameterized
 import multimode_export
 from multimode_export import export as export_lib
 from multimode_export import saved_model_writer
+from multimode_export import saver_spec
 from multimode_export import variables_transfer
 from tests import models
 
@@ -386,6 +387,17 @@ class MismatchTest(_TrainedModels):
     self.assertEqual(raised.exception.actual,
                      (bad_w.dtype.name, tuple(bad_w.shape)))
     self.assertFalse(os.path.exists(base))
+
+
+class ChunkPlanTest(absltest.TestCase):
+
+  def test_slice_sizes(self):
+    spec = saver_spec.VariableSpec('e', 'float32', (4, 3),
+                                   ('4 3 0,1:-', '4 3 1,3:0,3'))
+    entry_bytes = variables_transfer._entry_bytes  # pylint: disable=protected-access
+    self.assertEqual(entry_bytes(spec, '', (4, 3)), 48)
+    self.assertEqual(entry_bytes(spec, '4 3 0,1:-', (4, 3)), 12)
+    self.assertEqual(entry_bytes(spec, '4 3 1,3:0,3', (4, 3)), 36)
 
 
 if __name__ == '__main__':

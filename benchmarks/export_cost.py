@@ -319,6 +319,9 @@ def _rss_of(pid: int) -> int:
 
 def run(command: Sequence[str], rss_limit: Optional[int] = None) -> Run:
   """Runs `command`; wall time, peak RSS via wait4, optional RSS watchdog."""
+  # Flush the previous run's dirty pages first, so that its writeback does
+  # not slow down this one.
+  os.sync()
   start = time.perf_counter()
   with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
     proc = subprocess.Popen(command, stdout=out, stderr=err, cwd=ROOT,
@@ -521,6 +524,7 @@ def write_results(results: Dict[float, Dict], small, out: str,
   os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, 'results.md'), 'w') as f:
     f.write('\n'.join(lines) + '\n')
+  include_larger_than_ram(out)
   with open(os.path.join(out, 'results.json'), 'w') as f:
     json.dump({'sizes': {str(k): v for k, v in results.items()},
                'small': small}, f, indent=1, default=str)
@@ -576,12 +580,15 @@ def plot(results, path: str) -> None:
   gib = [results[s]['_meta']['ckpt_bytes'] / GIB for s in sizes]
   contenders = [c for c in results[sizes[0]] if not c.startswith('_')]
   fig, (ax_time, ax_rss) = plt.subplots(1, 2, figsize=(12, 4.8))
-  for contender in contenders:
-    style = '--' if contender.startswith('cp') else '-'
+  markers = 'os^vDx*'
+  for i, contender in enumerate(contenders):
+    style = dict(linestyle='--' if contender.startswith('cp') else '-',
+                 marker=markers[i % len(markers)], label=contender,
+                 markersize=7 - i * 0.5)
     ax_time.plot(gib, [_median(results[s][contender], 'export_seconds')
-                       for s in sizes], style, marker='o', label=contender)
+                       for s in sizes], **style)
     ax_rss.plot(gib, [_median(results[s][contender], 'rss') / GIB
-                      for s in sizes], style, marker='o', label=contender)
+                      for s in sizes], **style)
   ax_time.set(xlabel='checkpoint size (GiB)', ylabel='export call, s '
               '(median)', title='Export time')
   ax_rss.set(xlabel='checkpoint size (GiB)', ylabel='peak RSS, GiB (median)',
@@ -589,17 +596,38 @@ def plot(results, path: str) -> None:
   for ax in (ax_time, ax_rss):
     ax.grid(alpha=0.3)
   ax_time.legend(fontsize=8)
+  ax_rss.set_yscale('log')
+  ax_rss.set_ylabel('peak RSS, GiB (median, log scale)')
   fig.tight_layout()
   fig.savefig(path, dpi=110)
 
 
-def _machine() -> str:
+def include_larger_than_ram(out: str) -> None:
+  """Puts larger_than_ram.md, if any, as the last section of results.md."""
+  results, big = (os.path.join(out, n) for n in ('results.md',
+                                                 'larger_than_ram.md'))
+  if not (os.path.exists(results) and os.path.exists(big)):
+    return
+  with open(results) as f:
+    text = f.read()
+  text = text.split(_BIG_HEADING)[0].rstrip('\n') + '\n\n'
+  with open(big) as f:
+    text += f.read()
+  with open(results, 'w') as f:
+    f.write(text)
+
+
+_BIG_HEADING = '## Larger than RAM'
+
+
+def _machine(warm_cache: bool = True) -> str:
   import platform  # pylint: disable=g-import-not-at-top
   mem = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / GIB
+  cache = ('warm page cache (the checkpoint was just written)' if warm_cache
+           else 'the checkpoint is larger than the page cache can hold')
   return (f'Machine: {platform.machine()}, {os.cpu_count()} cores, '
           f'{mem:.0f} GiB RAM, Python {platform.python_version()}, shared '
-          'with other jobs; warm page cache (the checkpoint was just '
-          'written).')
+          f'with other jobs; {cache}.')
 
 
 # --------------------------------------------------------------------------
@@ -615,8 +643,12 @@ def larger_than_ram(size_gib: float, work: str, out: str) -> None:
   common = {'model_dir': model_dir, 'rows': rows, 'dim': dim,
             'partitions': partitions}
   limit = int(FLAGS.rss_limit_gib * GIB)
-  report = [f'## Larger than RAM: {size_gib:g} GiB checkpoint', '',
-            f'{_machine()} Embedding {rows} x {dim} float32 in {partitions} '
+  report = [f'{_BIG_HEADING}: {size_gib:g} GiB checkpoint', '',
+            f'Command: `python benchmarks/export_cost.py '
+            f'--larger_than_ram_gib {size_gib:g} --partitions {partitions} '
+            f'--rss_limit_gib {FLAGS.rss_limit_gib:g} --out {out}`', '',
+            f'{_machine(False)} Embedding {rows} x {dim} float32 in '
+            f'{partitions} '
             f'partitions ({rows * dim * 4 / GIB:.1f} GiB) + two Adam slots. '
             f'Every process ran under an RSS watchdog killing it above '
             f'{FLAGS.rss_limit_gib:g} GiB.', '',
@@ -660,6 +692,7 @@ def larger_than_ram(size_gib: float, work: str, out: str) -> None:
   os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, 'larger_than_ram.md'), 'w') as f:
     f.write('\n'.join(report) + '\n')
+  include_larger_than_ram(out)
 
 
 def main(argv):

@@ -83,9 +83,8 @@ def read(prefix: str) -> CheckpointInfo:
       data shard is missing or shorter than the index says.
   """
   try:
-    # Not tf.train.load_checkpoint: on ram:// `<prefix>` "is a directory"
-    # as soon as `<prefix>.index` exists, and it would look for a
-    # `checkpoint` file in it.
+    # Not tf.train.load_checkpoint: it first asks whether `prefix` is a
+    # directory, which ram:// answers yes for any prefix of a file name.
     reader = tf.compat.v1.train.NewCheckpointReader(prefix)
     shapes = reader.get_variable_to_shape_map()
     dtypes = reader.get_variable_to_dtype_map()

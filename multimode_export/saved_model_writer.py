@@ -9,6 +9,7 @@ import dataclasses
 from typing import Dict, Optional, Sequence
 
 import tensorflow as tf
+from absl import logging
 from tensorflow.core.protobuf import saved_model_pb2
 
 from multimode_export import assets_extra as assets_extra_lib
@@ -70,10 +71,18 @@ def _write_variables(export_dir: str, graphs, checkpoint, options
         checkpoint, needed, variables_dir, allow_links=options.allow_links,
         chunk_bytes=options.chunk_bytes, constants=graphs[0].constants)
   carrier = graphs[0]
+  if needed is None:
+    unreadable = [g.mode for g in graphs if g.variables is None]
+    logging.info('the saver of the %s graph(s) cannot be read from the graph: '
+                 'variables/ goes through a Session', ', '.join(unreadable))
+  else:
+    logging.info('checkpoint %s is not in V2 format: variables/ goes through '
+                 'a Session', checkpoint.prefix)
   variables_transfer.save_with_session(carrier.graph, carrier.saver,
                                        checkpoint.prefix, variables_dir,
                                        options.session_config)
   written = variables_transfer.written_variables(variables_dir)
+  logging.info('variables/ written by session: %d keys', len(written))
   return variables_transfer.TransferResult('session', tuple(sorted(written)),
                                            0)
 

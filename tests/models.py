@@ -8,11 +8,14 @@ import hashlib
 import json
 import os
 import posixpath
+import re
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
+# A custom SaverBuilder needs the base class, which has no public name.
+from tensorflow.python.training import saver as saver_lib
 
 import multimode_export
 import multimode_export.exporter
@@ -39,7 +42,13 @@ def input_fn(batch_size: int = 16, seed: int = 0):
 
 
 def linear_model_fn(features, labels, mode, params):
-  """A linear regressor with Adam, an extra PREDICT-only output head."""
+  """A linear regressor with Adam, an extra PREDICT-only output head.
+
+  params: `partitions` (split `w` with a fixed_size_partitioner),
+  `predict_only_variable` (PREDICT creates a variable no other mode has),
+  `saver` ('v1': the Scaffold saver writes V1-format checkpoints;
+  'opaque_names': its restore op hides the checkpoint keys from the graph).
+  """
   partitions = params.get('partitions', 1)
   x = features['x']
   partitioner = (tf.compat.v1.fixed_size_partitioner(partitions)
@@ -67,7 +76,8 @@ def linear_model_fn(features, labels, mode, params):
         {'y2': 2.0 * predictions})
   if mode == ModeKeys.PREDICT:
     return tf.estimator.EstimatorSpec(mode, predictions={'y': predictions},
-                                      export_outputs=export_outputs)
+                                      export_outputs=export_outputs,
+                                      scaffold=_scaffold(params))
   loss = tf.compat.v1.losses.mean_squared_error(labels, predictions)
   metrics = {'mae': tf.compat.v1.metrics.mean_absolute_error(labels,
                                                              predictions)}
@@ -77,7 +87,38 @@ def linear_model_fn(features, labels, mode, params):
         loss, global_step=tf.compat.v1.train.get_global_step())
   return tf.estimator.EstimatorSpec(
       mode, predictions={'y': predictions}, loss=loss, train_op=train_op,
-      eval_metric_ops=metrics, export_outputs=export_outputs)
+      eval_metric_ops=metrics, export_outputs=export_outputs,
+      scaffold=_scaffold(params))
+
+
+class _OpaqueNamesSaverBuilder(saver_lib.BaseSaverBuilder):
+  """Restores through RestoreV2 ops whose key names are not plain constants.
+
+  Stands for an exotic custom saver whose keys cannot be read from the graph.
+  """
+
+  def restore_op(self, filename_tensor, saveable, preferred_shard):
+    del preferred_shard
+    return [tf.raw_ops.RestoreV2(
+        prefix=filename_tensor, tensor_names=tf.identity([spec.name]),
+        shape_and_slices=tf.identity([spec.slice_spec]),
+        dtypes=[spec.dtype])[0] for spec in saveable.specs]
+
+
+def _scaffold(params) -> Optional[tf.compat.v1.train.Scaffold]:
+  """params['saver']: 'v1' (V1-format checkpoints) or 'opaque_names'."""
+  kind = params.get('saver')
+  if kind is None:
+    return None
+  if kind == 'v1':
+    saver = tf.compat.v1.train.Saver(
+        write_version=tf.compat.v1.train.SaverDef.V1)
+  elif kind == 'opaque_names':
+    saver = tf.compat.v1.train.Saver(builder=_OpaqueNamesSaverBuilder())
+  else:
+    raise ValueError(f"params['saver']: expected 'v1' or 'opaque_names', got "
+                     f'{kind!r}')
+  return tf.compat.v1.train.Scaffold(saver=saver)
 
 
 class MixinEstimator(multimode_export.MultiModeExportMixin,
@@ -816,3 +857,36 @@ def truncate_variables_data(export_dir: str, keep_fraction: float = 0.5
       os.path.join(export_dir, 'variables', 'variables.data-*'))
   os.truncate(data, int(os.path.getsize(data) * keep_fraction))
   return data
+
+
+def loaded_variables(export_dir: str, tags: List[str]) -> Dict[str, np.ndarray]:
+  """Loads a tag set in a fresh graph; returns its global variables' values.
+
+  Keyed like the checkpoint: partitions `name/part_<i>` (split on axis 0,
+  as `fixed_size_partitioner` does) are joined back into `name`.
+  """
+  graph, session, _ = tf1_load(export_dir, tags)
+  with graph.as_default(), session:
+    variables = tf.compat.v1.global_variables()
+    values = session.run({v.op.name: v for v in variables})
+  parts: Dict[str, Dict[int, np.ndarray]] = {}
+  result = {}
+  for name, value in values.items():
+    match = re.fullmatch(r'(.*)/part_(\d+)(/.*)?', name)  # also w/part_0/Adam
+    if match:
+      key = match.group(1) + (match.group(3) or '')
+      parts.setdefault(key, {})[int(match.group(2))] = value
+    else:
+      result[name] = value
+  for name, pieces in parts.items():
+    result[name] = np.concatenate([pieces[i] for i in sorted(pieces)], axis=0)
+  return result
+
+
+def write_checkpoint(prefix: str, values: Dict[str, np.ndarray]) -> str:
+  """Writes `values` (key -> array) as a V2 checkpoint at `prefix`."""
+  names = sorted(values)
+  tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names,
+                    shape_and_slices=[''] * len(names),
+                    tensors=[tf.constant(values[n]) for n in names])
+  return prefix

@@ -1,0 +1,404 @@
+"""Every way `variables/` is produced, checked by loading every tag set.
+
+Real estimators are trained for a few steps, exported, and each exported tag
+set is loaded in a fresh graph; its variables must equal the checkpoint's.
+"""
+
+import glob
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+from absl import flags
+from absl import logging
+from absl.testing import absltest
+from absl.testing import parameterized
+
+import multimode_export
+from multimode_export import export as export_lib
+from multimode_export import saved_model_writer
+from multimode_export import saver_spec
+from multimode_export import variables_transfer
+from tests import models
+
+# Under pytest absl's flags are never parsed; create_tempdir() needs them.
+if not flags.FLAGS.is_parsed():
+  flags.FLAGS.mark_as_parsed()
+
+ModeKeys = tf.estimator.ModeKeys
+ALL_MODES = (ModeKeys.TRAIN, ModeKeys.EVAL, ModeKeys.PREDICT)
+
+
+def _export(estimator, base, modes=ALL_MODES, **kwargs):
+  return multimode_export.export_all_saved_models(
+      estimator, base, models.receiver_map(modes), **kwargs)
+
+
+def _export_with_options(estimator, base, modes, **options):
+  """Export through plan/write, for WriteOptions the facade does not expose."""
+  plan = export_lib.plan_export(estimator, base, models.receiver_map(modes))
+  return export_lib.write_plan(plan, plan.graphs, plan.export_dir_base,
+                               saved_model_writer.WriteOptions(**options))
+
+
+def _checkpoint_files(prefix):
+  return sorted(glob.glob(prefix + '.index') + glob.glob(prefix + '.data-*'))
+
+
+def _variables_files(export_dir):
+  return sorted(glob.glob(os.path.join(export_dir, 'variables', 'variables.*')))
+
+
+def _supports_reflink(directory):
+  src = os.path.join(directory, 'reflink-probe-src')
+  dst = os.path.join(directory, 'reflink-probe-dst')
+  with open(src, 'wb') as f:
+    f.write(b'x')
+  try:
+    variables_transfer._reflink(src, dst)  # pylint: disable=protected-access
+    return True
+  except OSError:
+    return False
+  finally:
+    for path in (src, dst):
+      if os.path.exists(path):
+        os.remove(path)
+
+
+def _transfer_logs(test_case, fn):
+  """Runs fn() and returns (its result, the absl INFO messages it logged)."""
+  old = logging.get_verbosity()
+  logging.set_verbosity(logging.INFO)
+  try:
+    with test_case.assertLogs('absl', level='INFO') as logs:
+      result = fn()
+  finally:
+    logging.set_verbosity(old)
+  return result, [r.getMessage() for r in logs.records]
+
+
+def _method(messages):
+  for message in messages:
+    if message.startswith('variables/ written by '):
+      return message.split()[3].rstrip(':')
+  raise AssertionError(f'no "variables/ written by" log among {messages}')
+
+
+class _TrainedModels(parameterized.TestCase):
+  """Trains the shared estimators once per class."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    # absltest's tmpdir flag is not parsed under pytest.
+    cls.root = tempfile.mkdtemp(prefix=cls.__name__)
+    cls.estimators = {}
+    for partitions in (1, 3):
+      est = models.train_custom(
+          os.path.join(cls.root, f'p{partitions}'), steps=3,
+          partitions=partitions)
+      cls.estimators[partitions] = est
+
+  @classmethod
+  def tearDownClass(cls):
+    shutil.rmtree(cls.root, ignore_errors=True)
+    super().tearDownClass()
+
+  def assert_every_tag_set_matches(self, export_dir, expected, modes=ALL_MODES):
+    """Loads each mode's tag set; its variables must equal `expected`."""
+    for mode in modes:
+      loaded = models.loaded_variables(export_dir, models.TAGS[mode])
+      self.assertNotEmpty(loaded)
+      for name, value in loaded.items():
+        self.assertIn(name, expected, f'{mode}: {name} not in the checkpoint')
+        np.testing.assert_array_equal(value, expected[name],
+                                      err_msg=f'{mode}: {name}')
+
+
+class LinkTest(_TrainedModels):
+
+  @parameterized.named_parameters(('plain', 1), ('partitioned', 3))
+  def test_three_modes_link_checkpoint_files(self, partitions):
+    est = self.estimators[partitions]
+    prefix = est.latest_checkpoint()
+    export_dir, logs = _transfer_logs(
+        self, lambda: _export(est, self.create_tempdir().full_path))
+
+    sources = _checkpoint_files(prefix)
+    targets = _variables_files(export_dir)
+    self.assertEqual([os.path.basename(p)[len('model.ckpt-3'):] for p in
+                      sources],
+                     [os.path.basename(p)[len('variables'):] for p in targets])
+    if _supports_reflink(os.path.dirname(prefix)):
+      self.assertEqual(_method(logs), 'reflink')
+    else:
+      self.assertEqual(_method(logs), 'hardlink')
+      for src, dst in zip(sources, targets):
+        if src.endswith('.index'):  # rewritten in place by a later save
+          self.assertNotEqual(os.stat(src).st_ino, os.stat(dst).st_ino)
+          self.assertEqual(os.stat(dst).st_nlink, 1)
+        else:
+          self.assertEqual(os.stat(src).st_ino, os.stat(dst).st_ino)
+          self.assertGreaterEqual(os.stat(dst).st_nlink, 2)
+    expected = models.checkpoint_values(prefix)
+    self.assertSameElements(models.saved_variables(export_dir), expected)
+    self.assert_every_tag_set_matches(export_dir, expected)
+
+  def test_export_survives_checkpoint_deletion(self):
+    est = models.train_custom(self.create_tempdir().full_path, steps=2)
+    prefix = est.latest_checkpoint()
+    expected = models.checkpoint_values(prefix)
+    export_dir = _export(est, self.create_tempdir().full_path)
+    for path in _checkpoint_files(prefix):
+      os.remove(path)
+    self.assertEmpty(_checkpoint_files(prefix))
+    for path in _variables_files(export_dir):
+      self.assertEqual(os.stat(path).st_nlink, 1)
+    self.assert_every_tag_set_matches(export_dir, expected)
+
+  @parameterized.named_parameters(('sharded_saver', True),
+                                  ('plain_saver', False))
+  def test_later_saves_do_not_change_the_export(self, sharded):
+    est = models.train_custom(self.create_tempdir().full_path, steps=2)
+    prefix = est.latest_checkpoint()
+    expected = models.checkpoint_values(prefix)
+    export_dir = _export(est, self.create_tempdir().full_path)
+
+    # More training writes new checkpoints next to the linked one.
+    est.train(models.input_fn(), steps=3)
+    self.assertNotEqual(est.latest_checkpoint(), prefix)
+    # A save to the very prefix that was linked. Data shards are written
+    # under a temp name and renamed, so a linked one keeps the old values;
+    # a sharded Saver (the Estimator's) rewrites the index in place.
+    graph = tf.Graph()
+    with graph.as_default():
+      variables = {name: tf.compat.v1.Variable(value + 1, name=name)
+                   for name, value in expected.items()}
+      saver = tf.compat.v1.train.Saver(variables, sharded=sharded)
+      with tf.compat.v1.Session(graph=graph) as session:
+        session.run(tf.compat.v1.global_variables_initializer())
+        saver.save(session, prefix, write_meta_graph=False, write_state=False)
+    np.testing.assert_array_equal(models.checkpoint_values(prefix)['b'],
+                                  expected['b'] + 1)
+
+    saved = models.saved_variables(export_dir)
+    for name, value in expected.items():
+      np.testing.assert_array_equal(saved[name], value, err_msg=name)
+    self.assert_every_tag_set_matches(export_dir, expected)
+
+
+class CopyTest(_TrainedModels):
+
+  def test_no_links_copies_and_logs_progress(self):
+    est = self.estimators[1]
+    prefix = est.latest_checkpoint()
+    export_dir, logs = _transfer_logs(
+        self, lambda: _export(est, self.create_tempdir().full_path,
+                              allow_links=False))
+    self.assertEqual(_method(logs), 'copy')
+    total = sum(os.path.getsize(p) for p in _checkpoint_files(prefix))
+    self.assertTrue(
+        any(m.startswith(f'copying checkpoint {prefix}: {total} / {total} '
+                         'bytes (100%)') for m in logs), logs)
+    for src, dst in zip(_checkpoint_files(prefix), _variables_files(export_dir)):
+      self.assertNotEqual(os.stat(src).st_ino, os.stat(dst).st_ino)
+      self.assertEqual(os.stat(dst).st_nlink, 1)
+      with open(src, 'rb') as a, open(dst, 'rb') as b:
+        self.assertEqual(a.read(), b.read())
+    self.assert_every_tag_set_matches(export_dir,
+                                      models.checkpoint_values(prefix))
+
+  def test_other_local_filesystem_copies(self):
+    shm = '/dev/shm'
+    if not os.path.isdir(shm) or not os.access(shm, os.W_OK):
+      self.skipTest('no writable /dev/shm')
+    est = self.estimators[1]
+    prefix = est.latest_checkpoint()
+    if os.stat(shm).st_dev == os.stat(prefix + '.index').st_dev:
+      self.skipTest('/dev/shm is on the checkpoint filesystem')
+    base = tempfile.mkdtemp(dir=shm, prefix='variables_transfer_test')
+    self.addCleanup(shutil.rmtree, base)
+    export_dir, logs = _transfer_logs(self, lambda: _export(est, base))
+    self.assertEqual(_method(logs), 'copy')
+    self.assert_every_tag_set_matches(export_dir,
+                                      models.checkpoint_values(prefix))
+
+  @parameterized.named_parameters(('three_modes', ALL_MODES),
+                                  ('predict_only', (ModeKeys.PREDICT,)))
+  def test_ram_filesystem(self, modes):
+    est = self.estimators[3]
+    prefix = est.latest_checkpoint()
+    base = f'ram://variables_transfer_test/{self.id()}'
+    export_dir, logs = _transfer_logs(self, lambda: _export(est, base, modes))
+    self.addCleanup(tf.io.gfile.rmtree, base)
+    self.assertTrue(export_dir.startswith('ram://'), export_dir)
+    self.assertEqual(_method(logs),
+                     'copy' if len(modes) == 3 else 'stream')
+
+    # Load straight from ram:// ...
+    loaded = tf.saved_model.load(export_dir, tags=['serve'])
+    x = np.array([[1.0, 2.0, 3.0]], np.float32)
+    served = loaded.signatures['serving_default'](x=tf.constant(x))['y']
+    expected = models.checkpoint_values(prefix)
+    np.testing.assert_allclose(served.numpy(),
+                               x @ expected['w'] + expected['b'], rtol=1e-6)
+    # ... and every tag set after a copy back to local disk.
+    local = self.create_tempdir().full_path
+    for directory, _, files in tf.io.gfile.walk(export_dir):
+      target = os.path.join(local, directory[len(export_dir):].lstrip('/'))
+      os.makedirs(target, exist_ok=True)
+      for name in files:
+        tf.io.gfile.copy(f'{directory.rstrip("/")}/{name}',
+                         os.path.join(target, name))
+    self.assert_every_tag_set_matches(local, expected, modes)
+
+
+class StreamTest(_TrainedModels):
+
+  @parameterized.named_parameters(('plain', 1), ('partitioned', 3))
+  def test_predict_only_skips_optimizer_slots(self, partitions):
+    est = self.estimators[partitions]
+    prefix = est.latest_checkpoint()
+    export_dir, logs = _transfer_logs(
+        self, lambda: _export(est, self.create_tempdir().full_path,
+                              (ModeKeys.PREDICT,)))
+    self.assertEqual(_method(logs), 'stream')
+    stock_dir = est.export_saved_model(self.create_tempdir().full_path,
+                                       models.serving_receiver_fn())
+    stock = models.saved_variables(stock_dir.decode('utf-8'))
+    ours = models.saved_variables(export_dir)
+    self.assertSameElements(ours, stock)
+    self.assertFalse([k for k in ours if 'Adam' in k or 'power' in k], ours)
+    self.assertIn('Adam', ' '.join(models.checkpoint_values(prefix)))
+    for name in stock:
+      self.assertEqual(ours[name].dtype, stock[name].dtype)
+      self.assertEqual(ours[name].tobytes(), stock[name].tobytes(), name)
+    self.assert_every_tag_set_matches(export_dir,
+                                      models.checkpoint_values(prefix),
+                                      (ModeKeys.PREDICT,))
+
+  @parameterized.named_parameters(('plain', 1), ('partitioned', 3))
+  def test_small_chunks(self, partitions):
+    est = self.estimators[partitions]
+    prefix = est.latest_checkpoint()
+    whole = _export(est, self.create_tempdir().full_path, (ModeKeys.PREDICT,))
+    chunked, logs = _transfer_logs(
+        self, lambda: _export_with_options(
+            est, self.create_tempdir().full_path, (ModeKeys.PREDICT,),
+            chunk_bytes=8))
+    # w (3 floats, or 3 one-float partitions), b (1 float), global_step (int64).
+    chunks = [m for m in logs if m.startswith('streaming 24 bytes')]
+    self.assertLen(chunks, 1, logs)
+    self.assertRegex(chunks[0], r'in [3-5] chunk\(s\) of at most 8 bytes')
+    self.assertEqual(
+        {k: v.tobytes() for k, v in models.saved_variables(chunked).items()},
+        {k: v.tobytes() for k, v in models.saved_variables(whole).items()})
+    self.assertFalse(tf.io.gfile.exists(
+        os.path.join(chunked, 'variables', '.parts')))
+    self.assert_every_tag_set_matches(chunked, models.checkpoint_values(prefix),
+                                      (ModeKeys.PREDICT,))
+
+
+class SessionFallbackTest(_TrainedModels):
+
+  @parameterized.named_parameters(
+      ('v1_checkpoint', 'v1', 'is not in V2 format'),
+      ('unreadable_saver', 'opaque_names',
+       'saver of the train, eval, infer graph'))
+  def test_session_fallback(self, saver, reason):
+    est = models.train_custom(self.create_tempdir().full_path, steps=2,
+                              saver=saver)
+    prefix = est.latest_checkpoint()
+    self.assertEqual(os.path.exists(prefix + '.index'), saver != 'v1')
+    export_dir, logs = _transfer_logs(
+        self, lambda: _export(est, self.create_tempdir().full_path))
+    self.assertEqual(_method(logs), 'session')
+    self.assertTrue(any(reason in m for m in logs), logs)
+    expected = models.checkpoint_values(prefix)
+    self.assertSameElements(models.saved_variables(export_dir), expected)
+    self.assert_every_tag_set_matches(export_dir, expected)
+
+
+class PredictOnlyVariableTest(_TrainedModels):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.estimator = models.train_custom(
+        os.path.join(cls.root, 'predict-only-variable'), steps=2,
+        predict_only_variable=True)
+
+  def _checkpoint_with_scale(self, scale):
+    values = models.checkpoint_values(self.estimator.latest_checkpoint())
+    values['predict_scale'] = np.array(scale, np.float32)
+    return models.write_checkpoint(
+        os.path.join(self.create_tempdir().full_path, 'model.ckpt-2'), values)
+
+  @parameterized.named_parameters(('link', ALL_MODES, 'hardlink'),
+                                  ('stream', (ModeKeys.PREDICT,), 'stream'))
+  def test_included_when_the_checkpoint_has_it(self, modes, method):
+    prefix = self._checkpoint_with_scale(2.0)
+    export_dir, logs = _transfer_logs(
+        self, lambda: _export(self.estimator, self.create_tempdir().full_path,
+                              modes, checkpoint_path=prefix))
+    self.assertEqual(_method(logs), method)
+    expected = models.checkpoint_values(prefix)
+    self.assertIn('predict_scale', models.saved_variables(export_dir))
+    self.assert_every_tag_set_matches(export_dir, expected, modes)
+    _, session, meta = models.tf1_load(export_dir, ['serve'])
+    x = np.array([[1.0, 2.0, 3.0]], np.float32)
+    served = models.run_signature(session, meta, 'serving_default', {'x': x})
+    np.testing.assert_allclose(served['y'],
+                               2.0 * (x @ expected['w'] + expected['b']),
+                               rtol=1e-6)
+
+  @parameterized.named_parameters(('three_modes', ALL_MODES),
+                                  ('predict_only', (ModeKeys.PREDICT,)))
+  def test_missing_raises_before_writing(self, modes):
+    base = os.path.join(self.create_tempdir().full_path, 'export')
+    prefix = self.estimator.latest_checkpoint()
+    with self.assertRaisesRegex(multimode_export.MissingVariablesError,
+                                r"Mode 'infer' .*checkpoint .*model\.ckpt-2.*"
+                                r'predict_scale') as raised:
+      _export(self.estimator, base, modes)
+    self.assertEqual(raised.exception.mode, ModeKeys.PREDICT)
+    self.assertEqual(raised.exception.names, ('predict_scale',))
+    self.assertEqual(raised.exception.checkpoint_path, prefix)
+    self.assertFalse(os.path.exists(base))
+
+
+class MismatchTest(_TrainedModels):
+
+  @parameterized.named_parameters(
+      ('shape', np.zeros([4, 1], np.float32), r'float32\[3, 1\].*float32\[4, 1\]'),
+      ('dtype', np.zeros([3, 1], np.float64), r'float32\[3, 1\].*float64\[3, 1\]'))
+  def test_wrong_variable_raises_before_writing(self, bad_w, pattern):
+    values = models.checkpoint_values(self.estimators[1].latest_checkpoint())
+    values['w'] = bad_w
+    prefix = models.write_checkpoint(
+        os.path.join(self.create_tempdir().full_path, 'model.ckpt-3'), values)
+    base = os.path.join(self.create_tempdir().full_path, 'export')
+    with self.assertRaisesRegex(multimode_export.VariableMismatchError,
+                                r"'w' of mode 'train'.*" + pattern) as raised:
+      _export(self.estimators[1], base, checkpoint_path=prefix)
+    self.assertEqual(raised.exception.name, 'w')
+    self.assertEqual(raised.exception.actual,
+                     (bad_w.dtype.name, tuple(bad_w.shape)))
+    self.assertFalse(os.path.exists(base))
+
+
+class ChunkPlanTest(absltest.TestCase):
+
+  def test_slice_sizes(self):
+    spec = saver_spec.VariableSpec('e', 'float32', (4, 3),
+                                   ('4 3 0,1:-', '4 3 1,3:0,3'))
+    entry_bytes = variables_transfer._entry_bytes  # pylint: disable=protected-access
+    self.assertEqual(entry_bytes(spec, '', (4, 3)), 48)
+    self.assertEqual(entry_bytes(spec, '4 3 0,1:-', (4, 3)), 12)
+    self.assertEqual(entry_bytes(spec, '4 3 1,3:0,3', (4, 3)), 36)
+
+
+if __name__ == '__main__':
+  absltest.main()

@@ -39,7 +39,7 @@ def _export(estimator, base, modes=ALL_MODES, **kwargs):
 def _export_with_options(estimator, base, modes, **options):
   """Export through plan/write, for WriteOptions the facade does not expose."""
   plan = export_lib.plan_export(estimator, base, models.receiver_map(modes))
-  return export_lib.write_plan(plan, plan.graphs, plan.export_dir_base,
+  return export_lib.write_plan(plan,
                                saved_model_writer.WriteOptions(**options))
 
 

@@ -170,7 +170,7 @@ def saved_constants(meta_graph_def) -> Dict[str, np.ndarray]:
     checkpoint key -> value; empty for an ordinary name-based saver.
 
   Raises:
-    UnsupportedSaverError: the save op is unreadable, or it writes a
+    UnsupportedSaverError: the restore op is unreadable, or the saver writes a
       non-restored entry that is not a constant (only a Session can produce
       its value).
   """
@@ -180,8 +180,9 @@ def saved_constants(meta_graph_def) -> Dict[str, np.ndarray]:
   restored = required_variables(meta_graph_def)
   nodes = {n.name: n for n in meta_graph_def.graph_def.node}
   constants: Dict[str, np.ndarray] = {}
-  for node in _reachable(nodes, saver_def.save_tensor_name, 'SaveV2',
-                         ('Save', 'SaveSlices')):
+  # A V1-format save op (Save/SaveSlices) finds no SaveV2 node: such a
+  # name-based saver writes no constants, and its restore side is read above.
+  for node in _reachable(nodes, saver_def.save_tensor_name, 'SaveV2', ()):
     names = _const_strings(nodes[_node_name(node.input[1])])
     for name, tensor in zip(names, node.input[3:]):
       if name in restored:

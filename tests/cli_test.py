@@ -46,8 +46,11 @@ def _install(prefix: str) -> str:
   for name in ('setup.py', 'README.md'):
     shutil.copy(os.path.join(SOURCE_ROOT, name), source)
   subprocess.run(
+      # --ignore-installed: never uninstall the copy the venv already has
+      # (e.g. the editable install the README's command makes).
       [sys.executable, '-m', 'pip', 'install', '--quiet', '--no-deps',
-       '--no-index', '--no-build-isolation', '--prefix', prefix, source],
+       '--no-index', '--no-build-isolation', '--ignore-installed',
+       '--prefix', prefix, source],
       check=True, capture_output=True, cwd=os.path.dirname(prefix))
   return sysconfig.get_path('purelib', vars={'base': prefix,
                                              'platbase': prefix})

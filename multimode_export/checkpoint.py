@@ -75,6 +75,20 @@ def resolve(estimator, checkpoint_path=None) -> str:
   raise errors.CheckpointNotFoundError(searched)
 
 
+def open_reader(prefix: str):
+  """A CheckpointReader for `prefix`, on any filesystem.
+
+  Raises:
+    errors.CheckpointReadError: if the index is unreadable.
+  """
+  try:
+    # Not tf.train.load_checkpoint: it first asks whether `prefix` is a
+    # directory, which ram:// answers yes for any prefix of a file name.
+    return tf.compat.v1.train.NewCheckpointReader(prefix)
+  except (tf.errors.OpError, ValueError) as e:
+    raise errors.CheckpointReadError(prefix, str(e).strip()) from e
+
+
 def read(prefix: str) -> CheckpointInfo:
   """Reads a checkpoint's index: its keys, dtypes, shapes and files.
 
@@ -82,14 +96,9 @@ def read(prefix: str) -> CheckpointInfo:
     errors.CheckpointReadError: if the index is unreadable or corrupt, or a
       data shard is missing or shorter than the index says.
   """
-  try:
-    # Not tf.train.load_checkpoint: it first asks whether `prefix` is a
-    # directory, which ram:// answers yes for any prefix of a file name.
-    reader = tf.compat.v1.train.NewCheckpointReader(prefix)
-    shapes = reader.get_variable_to_shape_map()
-    dtypes = reader.get_variable_to_dtype_map()
-  except (tf.errors.OpError, ValueError) as e:
-    raise errors.CheckpointReadError(prefix, str(e).strip()) from e
+  reader = open_reader(prefix)
+  shapes = reader.get_variable_to_shape_map()
+  dtypes = reader.get_variable_to_dtype_map()
   variables = {k: (dtypes[k].name, tuple(shapes[k])) for k in shapes}
   files: Tuple[str, ...] = ()
   if tf.io.gfile.exists(prefix + '.index'):

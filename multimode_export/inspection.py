@@ -11,6 +11,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
+from multimode_export import checkpoint
+from multimode_export import errors
 from multimode_export import filesystem
 from multimode_export import saved_model_reader
 from multimode_export import saver_spec
@@ -157,11 +159,12 @@ def _variables(export_dir: str, meta_graphs: Sequence[MetaGraphSummary]):
     return (), (), None
   prefix = saved_model_reader.variables_prefix(export_dir)
   try:
-    reader = tf.train.load_checkpoint(prefix)
-    shapes = reader.get_variable_to_shape_map()
-    dtypes = reader.get_variable_to_dtype_map()
-  except (tf.errors.OpError, ValueError) as e:
-    return (), (), f'unreadable: {type(e).__name__}: {e}'.splitlines()[0]
+    reader = checkpoint.open_reader(prefix)
+  except errors.CheckpointReadError as e:
+    cause = e.__cause__
+    return (), (), f'unreadable: {type(cause).__name__}: {cause}'.splitlines()[0]
+  shapes = reader.get_variable_to_shape_map()
+  dtypes = reader.get_variable_to_dtype_map()
   users: Dict[str, List[Tuple[str, ...]]] = {}
   for meta in meta_graphs:
     for name in meta.restored or ():

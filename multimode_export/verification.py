@@ -35,6 +35,8 @@ import tensorflow as tf
 from absl import logging
 
 from multimode_export import _tf_private
+from multimode_export import checkpoint
+from multimode_export import errors
 from multimode_export import filesystem
 from multimode_export import saved_model_reader
 from multimode_export import saver_spec
@@ -172,11 +174,12 @@ def _check_variables(export_dir: str
     return 'no variables/variables.index (a graph without variables)', None
   prefix = saved_model_reader.variables_prefix(export_dir)
   try:
-    reader = tf.train.load_checkpoint(prefix)
-    shapes = reader.get_variable_to_shape_map()
-    dtypes = reader.get_variable_to_dtype_map()
-  except (tf.errors.OpError, ValueError) as e:
-    raise _CheckFailed(f'variables/ unreadable: {_describe_error(e)}') from e
+    reader = checkpoint.open_reader(prefix)
+  except errors.CheckpointReadError as e:
+    raise _CheckFailed(
+        f'variables/ unreadable: {_describe_error(e.__cause__)}') from e
+  shapes = reader.get_variable_to_shape_map()
+  dtypes = reader.get_variable_to_dtype_map()
   total = 0
   for key in sorted(shapes):
     try:

@@ -1,5 +1,8 @@
 """The serve part of a per-mode export under Keras 3's TFSMLayer, newest TF.
 
+Also: importing the package under the newest TF, or without TF, fails with
+one clear sentence.
+
 The export is made here (TF 2.15, the last with tf.estimator); the loading
 runs `tools/check_tfsmlayer.py` in a separate venv with the newest
 tensorflow-cpu and Keras 3 (`$MULTIMODE_EXPORT_TF_NEW_VENV`, default
@@ -85,6 +88,36 @@ class CheckTfsmLayerTest(absltest.TestCase):
     result = _run_script(self.python, path, [[1.0, 2.0, 3.0]])
     self.assertNotEqual(result.returncode, 0)
     self.assertIn('MetaGraph', result.stderr)
+
+  def test_package_import_fails_in_one_sentence_under_newest_tf(self):
+    result = subprocess.run(
+        [self.python, '-c', 'import multimode_export'], capture_output=True,
+        text=True, timeout=300, env=dict(_ENV, PYTHONPATH=REPO_ROOT),
+        cwd=REPO_ROOT, check=False)
+    self.assertNotEqual(result.returncode, 0)
+    last = result.stderr.strip().splitlines()[-1]
+    self.assertRegex(last, r'^ImportError: multimode_export needs TensorFlow '
+                     r'2\.13-2\.15, found 2\.(1[6-9]|[2-9]\d)')
+    self.assertNotIn('tensorflow_estimator', result.stderr)
+
+
+class ImportWithoutTensorFlowTest(absltest.TestCase):
+
+  def test_import_fails_in_one_sentence_without_tensorflow(self):
+    # `sys.modules[name] = None` makes `import name` raise ImportError, as
+    # on a machine where TensorFlow is not installed.
+    code = ("import sys; sys.modules['tensorflow'] = None; "
+            'import multimode_export')
+    result = subprocess.run(
+        [sys.executable, '-c', code], capture_output=True, text=True,
+        timeout=300, env=dict(_ENV, PYTHONPATH=REPO_ROOT), cwd=REPO_ROOT,
+        check=False)
+    self.assertNotEqual(result.returncode, 0)
+    lines = result.stderr.strip().splitlines()
+    self.assertRegex(lines[-1], r"^ImportError: multimode_export needs "
+                     r"TensorFlow 2\.13-2\.15 .*pip install")
+    self.assertNotIn('During handling', result.stderr)
+    self.assertLess(len(lines), 12, result.stderr)
 
 
 if __name__ == '__main__':

@@ -9,6 +9,7 @@ tensorflow-cpu and Keras 3 (`$MULTIMODE_EXPORT_TF_NEW_VENV`, default
 /tmp/venv-tf-new). The venv is created if missing; when it cannot be (no
 package index reachable), the tests skip and say why.
 """
+# bazel-data: //tools:sources
 
 import json
 import os

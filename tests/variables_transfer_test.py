@@ -93,7 +93,10 @@ class _TrainedModels(parameterized.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     # absltest's tmpdir flag is not parsed under pytest.
-    cls.root = tempfile.mkdtemp(prefix=cls.__name__)
+    # Same filesystem as create_tempdir() (Bazel's sandbox mounts /tmp
+    # apart from TEST_TMPDIR), so the export can hard-link the checkpoint.
+    cls.root = tempfile.mkdtemp(prefix=cls.__name__,
+                                dir=absltest.get_default_test_tmpdir())
     cls.estimators = {}
     for partitions in (1, 3):
       est = models.train_custom(

@@ -1,6 +1,6 @@
 r"""Bytes of the shared and the per-mode layout on an embedding model with Adam.
 
-    python tools/layout_sizes.py --rows 50000 --dim 64
+    python benchmarks/layout_sizes.py --rows 50000 --dim 64
 
 Trains an Estimator (an embedding of rows x dim float32, a dense head, Adam:
 the benchmark model) for a few steps, exports TRAIN+EVAL+PREDICT in both
@@ -18,50 +18,13 @@ import time
 from absl import app
 from absl import flags
 
+import export_cost  # the benchmark model, from this directory
+
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('rows', 50000, 'Embedding rows.')
-flags.DEFINE_integer('dim', 64, 'Embedding width.')
 flags.DEFINE_integer('steps', 3, 'Training steps.')
-flags.DEFINE_string('work_dir', None, 'Scratch directory, kept (default: a '
-                    'new one under /tmp, removed at the end).')
-
-
-def model_fn(features, labels, mode, params):
-  """An embedding of rows x dim, a dense head, Adam."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  embedding = tf.compat.v1.get_variable(
-      'embedding', [params['rows'], params['dim']],
-      initializer=tf.compat.v1.random_uniform_initializer(-0.1, 0.1))
-  w = tf.compat.v1.get_variable('w', [params['dim'], 1])
-  b = tf.compat.v1.get_variable('b', [1],
-                                initializer=tf.compat.v1.zeros_initializer())
-  predictions = tf.matmul(tf.nn.embedding_lookup(embedding, features['ids']),
-                          w) + b
-  outputs = {'serving_default': tf.estimator.export.PredictOutput(
-      {'y': predictions})}
-  if mode == tf.estimator.ModeKeys.PREDICT:
-    return tf.estimator.EstimatorSpec(mode, predictions={'y': predictions},
-                                      export_outputs=outputs)
-  loss = tf.compat.v1.losses.mean_squared_error(labels, predictions)
-  train_op = None
-  if mode == tf.estimator.ModeKeys.TRAIN:
-    train_op = tf.compat.v1.train.AdamOptimizer(0.01).minimize(
-        loss, global_step=tf.compat.v1.train.get_global_step())
-  return tf.estimator.EstimatorSpec(mode, predictions={'y': predictions},
-                                    loss=loss, train_op=train_op,
-                                    export_outputs=outputs)
-
-
-def _receivers():
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  features, labels = {'ids': tf.zeros([1], tf.int64)}, tf.zeros([1, 1])
-  supervised = tf.estimator.experimental.build_raw_supervised_input_receiver_fn
-  return {
-      tf.estimator.ModeKeys.TRAIN: supervised(features, labels),
-      tf.estimator.ModeKeys.EVAL: supervised(features, labels),
-      tf.estimator.ModeKeys.PREDICT:
-          tf.estimator.export.build_raw_serving_input_receiver_fn(features),
-  }
+# --dim and --work_dir are export_cost's flags (a given --work_dir is kept; the
+# default temporary one is removed at the end).
 
 
 def _sizes(path: str, checkpoint_inodes) -> dict:
@@ -88,8 +51,8 @@ def main(argv):
   from multimode_export import per_mode  # pylint: disable=g-import-not-at-top
 
   work = FLAGS.work_dir or tempfile.mkdtemp(prefix='layout_sizes_')
-  est = tf.estimator.Estimator(model_fn, model_dir=os.path.join(work, 'model'),
-                               params={'rows': FLAGS.rows, 'dim': FLAGS.dim})
+  est = export_cost.embedding_estimator(os.path.join(work, 'model'),
+                                       FLAGS.rows, FLAGS.dim, partitions=1)
   rng = np.random.RandomState(0)
 
   def input_fn():
@@ -104,11 +67,11 @@ def main(argv):
 
   start = time.monotonic()
   shared = multimode_export.export_all_saved_models(
-      est, os.path.join(work, 'shared'), _receivers())
+      est, os.path.join(work, 'shared'), export_cost.receivers())
   shared_seconds = time.monotonic() - start
   start = time.monotonic()
   parts = per_mode.export_saved_models_per_mode(
-      est, os.path.join(work, 'per_mode'), _receivers())
+      est, os.path.join(work, 'per_mode'), export_cost.receivers())
   per_mode_seconds = time.monotonic() - start
 
   mib = lambda n: f'{n / 2**20:.2f}'  # pylint: disable=unnecessary-lambda-assignment

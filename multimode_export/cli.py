@@ -19,6 +19,12 @@ Commands:
            restores, run every signature on synthetic inputs and one train
            step, and print a report with one line per check.
 
+EXPORT_DIR is a SavedModel directory, or an export base or per-mode export
+(see docs/layouts.md): a base of numbered versions shows the newest; a
+per-mode base (<base>/{train,eval,serve}/<version>) every mode of the newest
+complete version; a per-mode export_dir= every mode. Per-mode verify checks
+are named <mode dir>/<check>.
+
 Exit status: 0 on success (verify: every check passed); 1 when verification
 fails (with the report) or on an error (one line on stderr); 2 on bad usage.
 Set --verbosity=1 for debug logs, including tracebacks of errors.

@@ -12,12 +12,14 @@ only ever considers a directory that
 and deletes the oldest of those beyond `keep`. Everything else (other names,
 staging directories, versions without a `saved_model.pb` because another
 writer is still publishing them file by file, exports with other tag sets)
-is never touched. All access goes through `tf.io.gfile`, so it works on
+is never touched. In the per-mode layout (`collect_per_mode`) the same rule
+applies in each mode directory, and one version number counts once across
+them: its modes are kept or deleted together. All access goes through `tf.io.gfile`, so it works on
 `gs://`, `s3://` and `ram://` as on local disks.
 """
 
 import dataclasses
-from typing import AbstractSet, FrozenSet, List, Optional
+from typing import AbstractSet, Dict, FrozenSet, List, Mapping, Optional
 
 import tensorflow as tf
 from absl import logging
@@ -125,6 +127,67 @@ def collect(export_dir_base: str, own_tag_sets: AbstractSet,
       logging.warning('Could not delete old export %s: %s', path, e)
       kept.insert(0, path)
   return GcResult(tuple(sorted(kept, key=_version_of)), tuple(deleted))
+
+
+def collect_per_mode(export_dir_base: str,
+                     own_tag_sets_by_dir: Mapping[str, AbstractSet],
+                     keep: int) -> GcResult:
+  """`collect` for the per-mode layout: one version spans the mode dirs.
+
+  A version number is this exporter's if some mode directory
+  (`<export_dir_base>/<mode dir>`, the keys of `own_tag_sets_by_dir`) holds
+  a SavedModel under it with that directory's own tag sets, and none holds
+  one with other tag sets (another writer's export). All but
+  the newest `keep` such numbers are deleted from every mode directory that
+  holds them as its own, in the reverse of the publishing order (the last
+  key first, e.g. `serve/` before `train/`), so a model server stops seeing
+  a version before its other modes go.
+
+  Args:
+    export_dir_base: the per-mode base holding the mode directories.
+    own_tag_sets_by_dir: mode directory name -> the tag sets of this
+      exporter's SavedModels there, in publishing order.
+    keep: how many of the newest own versions to keep, at least 1.
+
+  Returns:
+    A `GcResult` of SavedModel paths, by version then mode directory.
+  """
+  by_version: Dict[int, List[str]] = {}
+  foreign = set()
+  for name, own_tag_sets in own_tag_sets_by_dir.items():
+    mode_dir = filesystem.join(export_dir_base, name)
+    if not tf.io.gfile.isdir(mode_dir):
+      continue
+    for child in tf.io.gfile.listdir(mode_dir):
+      child = child.rstrip('/')
+      if not child.isdigit():
+        continue
+      path = filesystem.join(mode_dir, child)
+      found = read_tag_sets(path)
+      if found == own_tag_sets:
+        by_version.setdefault(int(child), []).append(path)
+      elif found is not None:
+        foreign.add(int(child))
+  # A number another writer's SavedModel uses in some mode directory is not
+  # this exporter's version, whatever the other mode directories hold.
+  numbers = sorted(set(by_version) - foreign)
+  doomed = numbers[:-keep]
+  kept = [p for n in numbers[-keep:] for p in by_version[n]]
+  deleted = []
+  for number in doomed:
+    paths = by_version[number]
+    for path in reversed(paths):
+      try:
+        _rmtree(path)
+        deleted.append(path)
+        logging.info('Garbage-collected export %s', path)
+      except tf.errors.OpError as e:
+        logging.warning('Could not delete old export %s: %s', path, e)
+        kept.append(path)
+  order = {p: i for i, p in enumerate(
+      p for n in numbers for p in by_version[n])}
+  return GcResult(tuple(sorted(kept, key=order.get)),
+                  tuple(sorted(deleted, key=order.get)))
 
 
 def _rmtree(path: str) -> None:

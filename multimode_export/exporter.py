@@ -17,6 +17,12 @@ stock `BestExporter`: it exports only an evaluation better than every one
 before it, including those of earlier runs of the job, read from the event
 files (see `eval_history`).
 
+With `layout='per_mode'` each export is instead one SavedModel per mode
+(`export_saved_models_per_mode`), under
+`<model_dir>/export/<name>/{train,eval,serve}/<version>`, and garbage
+collection keeps the newest `exports_to_keep` versions across the mode
+directories (`export_gc.collect_per_mode`).
+
 Which task exports (`is_exporting_task`): the evaluator (task 0), or, in a
 job without a cluster, the single process; in a training cluster only the
 chief/master. Workers and parameter servers never export, whoever calls them.
@@ -35,7 +41,9 @@ from multimode_export import eval_history
 from multimode_export import export as export_lib
 from multimode_export import export_gc
 from multimode_export import filesystem
+from multimode_export import layout as layout_lib
 from multimode_export import modes as modes_lib
+from multimode_export import per_mode
 
 _EVALUATOR = 'evaluator'
 _COMPARE_ARGS = ('best_eval_result', 'current_eval_result')
@@ -131,7 +139,8 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
       allow_links: bool = True,
       clear_devices: bool = False,
       tags: Optional[Mapping[str, Iterable[str]]] = None,
-      verify: bool = False):
+      verify: bool = False,
+      layout: str = layout_lib.SHARED):
     """Creates the exporter; validates every argument.
 
     Args:
@@ -157,11 +166,15 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
         graph placed variables on parameter servers.
       tags: optional mode -> tag set, see `export_all_saved_models`.
       verify: load and run every tag set before publishing.
+      layout: `'shared'` (one SavedModel holding every mode, in
+        `<export_path>/<version>`) or `'per_mode'` (one SavedModel per mode,
+        in `<export_path>/{train,eval,serve}/<version>`).
 
     Raises:
       TypeError: an argument has the wrong type.
       ValueError: `name` is empty, `exports_to_keep` is not positive,
-        `compare_fn` has the wrong parameters, or `tags` is malformed.
+        `compare_fn` has the wrong parameters, `tags` is malformed, or
+        `layout` is neither 'shared' nor 'per_mode'.
       InvalidModeError, ReceiverError, AssetsExtraError: as
         `export_all_saved_models` would raise for these arguments.
     """
@@ -178,6 +191,9 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
                        f'{exports_to_keep!r}')
     if compare_fn is not None:
       _check_compare_fn(compare_fn)
+    if layout not in (layout_lib.SHARED, layout_lib.PER_MODE):
+      raise ValueError(f"layout: expected 'shared' or 'per_mode', got "
+                       f'{layout!r}')
     if event_file_pattern is not None and (
         not isinstance(event_file_pattern, str) or not event_file_pattern):
       raise ValueError(f'event_file_pattern: expected a non-empty str or None, '
@@ -199,8 +215,14 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
         as_text=as_text, strip_default_attrs=strip_default_attrs,
         allow_links=allow_links, clear_devices=clear_devices, tags=self._tags,
         verify=verify)
+    self._layout = layout
     self._own_tag_sets = export_gc.tag_sets(
         modes_lib.tags_for(m, self._tags) for m in receivers)
+    # Per-mode layout: mode directory -> its one tag set, publishing order.
+    self._own_tag_sets_by_dir = {
+        layout_lib.MODE_DIRS[m]: export_gc.tag_sets(
+            [modes_lib.tags_for(m, self._tags)])
+        for m in modes_lib.MODE_ORDER if m in receivers}
     # Best mode: the model_dir whose history was read, and the best result.
     self._history_dir: Optional[str] = None
     self._best_eval_result: Optional[Mapping[str, object]] = None
@@ -209,6 +231,11 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
   def name(self) -> str:
     """The exporter's name: exports go to `<model_dir>/export/<name>/`."""
     return self._name
+
+  @property
+  def layout(self) -> str:
+    """`'shared'` or `'per_mode'`: how each export is laid out."""
+    return self._layout
 
   @property
   def best_eval_result(self) -> Optional[Mapping[str, object]]:
@@ -228,7 +255,9 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
         evaluation is a candidate).
 
     Returns:
-      The new export's path as `str`, or None if nothing was exported.
+      The new export's path as `str`, or None if nothing was exported. With
+      `layout='per_mode'`, the path of the mode published last (`serve`
+      when PREDICT is exported).
 
     Raises:
       multimode_export.ExportError: the export failed (nothing published).
@@ -243,8 +272,11 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
       logging.info('Exporter %r: the evaluation is not better than the best '
                    '%s; no export.', self._name, self._best_eval_result)
       return None
+    export = (export_lib.export_all_saved_models
+              if self._layout == layout_lib.SHARED else
+              per_mode.export_saved_models_per_mode)
     try:
-      path = export_lib.export_all_saved_models(
+      path = export(
           estimator, export_path, self._receivers,
           assets_extra=self._assets_extra, checkpoint_path=checkpoint_path,
           **self._export_options)
@@ -254,6 +286,8 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
       logging.warning('Exporter %r: checkpoint %s is gone, skipping: %s',
                       self._name, checkpoint_path, e)
       return None
+    if isinstance(path, dict):  # per-mode: {mode: path}, in MODE_ORDER
+      path = [path[m] for m in modes_lib.MODE_ORDER if m in path][-1]
     if self._compare_fn is not None:
       self._best_eval_result = dict(eval_result)
     self.garbage_collect(export_path)
@@ -263,7 +297,9 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
     """Deletes this exporter's exports beyond `exports_to_keep`.
 
     Only numbered versions holding a SavedModel with exactly this
-    exporter's tag sets are candidates (see `export_gc`).
+    exporter's tag sets are candidates (see `export_gc`); with
+    `layout='per_mode'`, a version's modes are kept or deleted together
+    (`export_gc.collect_per_mode`).
 
     Returns:
       The `GcResult`, or None when `exports_to_keep` is None.
@@ -271,6 +307,10 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
     if self._exports_to_keep is None:
       return None
     try:
+      if self._layout == layout_lib.PER_MODE:
+        return export_gc.collect_per_mode(
+            filesystem.as_str(export_path), self._own_tag_sets_by_dir,
+            self._exports_to_keep)
       return export_gc.collect(filesystem.as_str(export_path),
                                self._own_tag_sets, self._exports_to_keep)
     except tf.errors.OpError as e:

@@ -14,6 +14,7 @@ import tensorflow as tf
 from multimode_export import checkpoint
 from multimode_export import errors
 from multimode_export import filesystem
+from multimode_export import layout
 from multimode_export import saved_model_reader
 from multimode_export import saver_spec
 
@@ -320,15 +321,39 @@ def format_summary(summary: ExportSummary,
 
 
 def inspect(export_dir) -> str:
-  """A readable table of every tag set, signature and variable of a SavedModel.
+  """A readable table of every tag set, signature and variable of an export.
+
+  `export_dir` may be a SavedModel directory or any path
+  `layout.find_layout` understands: a base of numbered shared-layout
+  versions (the newest is shown), a per-mode base (every mode's SavedModel
+  of the newest version all mode directories hold) or a per-mode
+  `export_dir=` (every mode's SavedModel). For those, a first line says
+  which layout was found and what is shown.
 
   Args:
-    export_dir: the SavedModel directory (str, bytes or os.PathLike).
+    export_dir: the export's path (str, bytes or os.PathLike).
 
   Returns:
     The text `multimode-export inspect` prints.
 
   Raises:
-    errors.NotASavedModelError: `export_dir` holds no readable SavedModel.
+    errors.NotASavedModelError: `export_dir` holds no readable SavedModel
+      and no export of either layout.
   """
-  return format_summary(summarize(export_dir))
+  export_dir = filesystem.as_str(export_dir)
+  if layout.is_saved_model(export_dir):
+    return format_summary(summarize(export_dir))
+  try:
+    found, version, dirs = layout.newest_export(export_dir)
+  except errors.ExportDirError:
+    return format_summary(summarize(export_dir))  # says why it is none
+  if not dirs:
+    raise errors.NotASavedModelError(
+        export_dir, f'{layout.describe(found, version)}, but no mode '
+        'directory holds a SavedModel')
+  sections = [f'Export {export_dir}: {layout.describe(found, version)}']
+  for mode, path in dirs.items():
+    if found.kind == layout.PER_MODE:
+      sections.append(f'== {layout.MODE_DIRS[mode]} ==')
+    sections.append(format_summary(summarize(path)))
+  return '\n\n'.join(sections)

@@ -88,6 +88,21 @@ class Layout:
   versions: Tuple[int, ...]
   mode_dirs: Mapping[str, str]
 
+  def newest_complete_version(self) -> Optional[int]:
+    """The newest version every mode directory holds, else the newest one.
+
+    A per-mode export publishes its modes one after the other, so the newest
+    version may still lack a mode; the shared layout has no such gap. None
+    when `versions` is empty.
+    """
+    if not self.versions:
+      return None
+    if self.kind == PER_MODE:
+      for version in reversed(self.versions):
+        if len(self.saved_model_dirs(version)) == len(self.mode_dirs):
+          return version
+    return self.versions[-1]
+
   def saved_model_dirs(self, version: Optional[int] = None) -> Dict[str, str]:
     """The SavedModel directories of one export.
 
@@ -180,3 +195,40 @@ def is_fixed_export(path: str) -> bool:
   return bool(children) and all(
       c in _DIR_MODES and is_saved_model(filesystem.join(path, c))
       for c in children)
+
+
+def newest_export(path) -> Tuple[Layout, Optional[int], Dict[str, str]]:
+  """Where the SavedModels of the newest export under `path` are.
+
+  What `inspect` and `verify` look at for a path that is not itself a
+  SavedModel: for a base of numbered versions, the newest; for a per-mode
+  base, the newest version that every mode directory holds
+  (`Layout.newest_complete_version`); for a per-mode `export_dir=`, its mode
+  directories.
+
+  Args:
+    path: str, bytes or os.PathLike, as for `find_layout`.
+
+  Returns:
+    (layout, version or None, the `Layout.saved_model_dirs` of that version).
+
+  Raises:
+    errors.ExportDirError: `path` holds no export, or both layouts.
+  """
+  found = find_layout(path)
+  version = found.newest_complete_version()
+  return found, version, found.saved_model_dirs(version)
+
+
+def describe(found: Layout, version: Optional[int]) -> str:
+  """One line saying which layout `found` is and which export is chosen."""
+  if found.kind == SHARED:
+    if version is None:
+      return 'shared layout: one SavedModel'
+    return (f'shared layout: versions {list(found.versions)}, newest '
+            f'{version}')
+  dirs = ', '.join(MODE_DIRS[m] for m in found.mode_dirs)
+  if version is None:
+    return f'per-mode layout (export_dir=): mode directories {dirs}'
+  return (f'per-mode layout: versions {list(found.versions)}, newest complete '
+          f'{version}; mode directories {dirs}')

@@ -24,6 +24,9 @@ and for each MetaGraphDef (tag set):
 - `tf2_signature:<key>`: each signature of the TF2 object runs.
 
 A check that fails stops only the checks that depend on it.
+
+Given an export base or a per-mode export instead of a SavedModel directory,
+`verify` checks the newest export's SavedModels (see `verify`).
 """
 
 import dataclasses
@@ -38,6 +41,7 @@ from multimode_export import _tf_private
 from multimode_export import checkpoint
 from multimode_export import errors
 from multimode_export import filesystem
+from multimode_export import layout
 from multimode_export import saved_model_reader
 from multimode_export import saver_spec
 from multimode_export import synthetic_inputs
@@ -392,13 +396,29 @@ def _verify_tf2(graph: _Graph, recorder: _Recorder) -> None:
 
 
 def verify(export_dir, *, run_train_step: bool = True) -> VerifyReport:
-  """Loads and runs every MetaGraphDef of a SavedModel; reports each check.
+  """Loads and runs every MetaGraphDef of an export; reports each check.
 
   Never raises for a broken export: every problem is a failed check in the
   report. See the module docstring for the checks.
 
+  `export_dir` may be a SavedModel directory or any path `layout.find_layout`
+  understands; for those the report starts with a `layout` check saying what
+  was found and which export was chosen:
+
+  * a base of numbered shared-layout versions: the newest version is
+    verified, and `report.export_dir` is that version's directory;
+  * a per-mode base (`<base>/{train,eval,serve}/<version>`): every mode's
+    SavedModel of the newest version all mode directories hold; the
+    `layout` check fails if no version is complete;
+  * a per-mode `export_dir=` (`<dir>/{train,eval,serve}`): every mode's
+    SavedModel.
+
+  In a per-mode report every check name is prefixed by its mode directory
+  (`serve/tf1_load`, `train/variables`), and `report.export_dir` is the
+  given path.
+
   Args:
-    export_dir: the SavedModel directory (str, bytes or os.PathLike).
+    export_dir: the export's path (str, bytes or os.PathLike).
     run_train_step: run one step of each graph's train op (in memory only;
       nothing is written).
 
@@ -413,6 +433,33 @@ def verify(export_dir, *, run_train_step: bool = True) -> VerifyReport:
   except TypeError as e:
     raise TypeError('export_dir: expected str, bytes or os.PathLike, got '
                     f'{type(export_dir).__name__}') from e
+  if layout.is_saved_model(export_dir):
+    return _verify_saved_model(export_dir, run_train_step)
+  try:
+    found, version, dirs = layout.newest_export(export_dir)
+  except (errors.ExportDirError, tf.errors.OpError):
+    # Not an export of either layout: report why it is no SavedModel.
+    return _verify_saved_model(export_dir, run_train_step)
+  missing = [layout.MODE_DIRS[m] for m in found.mode_dirs if m not in dirs]
+  layout_check = CheckResult(
+      'layout', (), not missing, layout.describe(found, version) + (
+          f'; no complete version: {", ".join(missing)} missing'
+          if missing else ''))
+  if found.kind == layout.SHARED:
+    report = _verify_saved_model(dirs[layout.SHARED], run_train_step)
+    return VerifyReport(report.export_dir, (layout_check,) + report.checks)
+  checks = [layout_check]
+  for mode, path in dirs.items():
+    report = _verify_saved_model(path, run_train_step)
+    prefix = layout.MODE_DIRS[mode] + '/'
+    checks.extend(dataclasses.replace(c, name=prefix + c.name)
+                  for c in report.checks)
+  return VerifyReport(export_dir, tuple(checks))
+
+
+def _verify_saved_model(export_dir: str, run_train_step: bool
+                        ) -> VerifyReport:
+  """`verify` for one SavedModel directory."""
   recorder = _Recorder()
   holder = {}
 

@@ -26,6 +26,7 @@ from absl import flags
 from absl.testing import absltest
 from absl.testing import flagsaver
 
+import multimode_export
 from multimode_export import cli
 from multimode_export import inspection
 from tests import models
@@ -91,7 +92,14 @@ class CliTest(tf.test.TestCase):
       shutil.copytree(cls.export, cls.broken)
       models.truncate_variables_data(cls.broken, keep_fraction=0.3)
     cls.missing = os.path.join(cls.root, 'missing')
+    cls.per_mode = os.path.join(cls.root, 'per_mode')
+    multimode_export.export_saved_models_per_mode(
+        models.train_custom(os.path.join(cls.root, 'model'), steps=1),
+        cls.per_mode, models.receiver_map())
     cls.runs = {
+        'verify_base': start(script, ['verify', os.path.join(cls.root,
+                                                             'demo')]),
+        'verify_per_mode': start(script, ['verify', cls.per_mode]),
         'verify': start(module, ['verify', cls.export]),
         'verify_broken': start(module, ['verify', cls.broken]),
         'inspect_missing': start(module, ['inspect', cls.missing]),
@@ -145,6 +153,35 @@ class CliTest(tf.test.TestCase):
     self.assertRegex(result.stdout,
                      r"FAIL\s+\*\s+variables\s+variable '.+' unreadable")
     self.assertRegex(result.stdout, r'FAIL\s+train\s+tf1_load')
+
+  def test_verify_an_export_base_checks_its_newest_version(self):
+    result = self._result('verify_base')
+    self.assertEqual(result.returncode, 0, result.stderr)
+    self.assertStartsWith(result.stdout, 'PASSED: all ')
+    self.assertIn(f' checks of {self.export}\n', result.stdout)
+    self.assertRegex(result.stdout, r'ok\s+\*\s+layout\s+shared layout: '
+                     r'versions \[\d+\], newest \d+')
+
+  def test_verify_a_per_mode_base_checks_every_mode(self):
+    result = self._result('verify_per_mode')
+    self.assertEqual(result.returncode, 0, result.stderr)
+    self.assertStartsWith(result.stdout,
+                          f'PASSED: all {{}} checks of {self.per_mode}'.format(
+                              len(result.stdout.splitlines()) - 2))
+    for pattern in (r'ok\s+\*\s+layout\s+per-mode layout',
+                    r'ok\s+train\s+train/train_step',
+                    r'ok\s+eval\s+eval/tf2_signature:eval',
+                    r'ok\s+serve\s+serve/tf1_signature:serving_default'):
+      self.assertRegex(result.stdout, pattern)
+
+  def test_inspect_a_per_mode_base(self):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+      status = cli.main(['multimode-export', 'inspect', self.per_mode])
+    self.assertEqual(status, 0)
+    self.assertEqual(out.getvalue(), inspection.inspect(self.per_mode) + '\n')
+    for mode_dir in ('train', 'eval', 'serve'):
+      self.assertIn(f'== {mode_dir} ==', out.getvalue())
 
   def test_verify_without_train_step(self):
     out = io.StringIO()

@@ -12,6 +12,7 @@ from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
+import multimode_export
 from multimode_export import exporter as exporter_lib
 from multimode_export import publish
 from tests import models
@@ -106,6 +107,101 @@ class LatestModeTest(tf.test.TestCase):
                                         exports_to_keep=None)
     _train_and_evaluate(_estimator(model_dir), exporter, max_steps=15)
     self.assertLen(_versions(os.path.join(model_dir, 'export', 'all')), 3)
+
+
+class PerModeLayoutTest(tf.test.TestCase):
+
+  def test_exports_each_mode_and_collects_versions_across_mode_dirs(self):
+    model_dir = self.create_tempdir().full_path
+    base = os.path.join(model_dir, 'export', 'pm')
+    # Foreign content in a mode directory: never deleted.
+    os.makedirs(os.path.join(base, 'serve', 'notes'))
+    os.makedirs(os.path.join(base, 'serve', '7', 'variables'))
+    exporter = models.RecordingExporter('pm', models.receiver_map(),
+                                        exports_to_keep=2, layout='per_mode')
+    self.assertEqual(exporter.layout, 'per_mode')
+    _train_and_evaluate(_estimator(model_dir), exporter, max_steps=20)
+
+    made = [c for c in exporter.calls if c['path']]
+    self.assertEqual([c['global_step'] for c in made], [5, 10, 15, 20])
+    for call in made:  # the mode published last
+      self.assertEqual(os.path.dirname(call['path']),
+                       os.path.join(base, 'serve'))
+    kept = [os.path.basename(c['path']) for c in made[-2:]]
+    self.assertEqual(sorted(os.listdir(base)), ['eval', 'serve', 'train'])
+    self.assertEqual(_versions(os.path.join(base, 'train')), kept)
+    self.assertEqual(_versions(os.path.join(base, 'eval')), kept)
+    self.assertEqual(sorted(os.listdir(os.path.join(base, 'serve'))),
+                     sorted(['7', 'notes'] + kept))
+    last = made[-1]
+    expected = models.checkpoint_values(last['checkpoint'])
+    for mode_dir, tags in (('train', [['train']]), ('eval', [['eval']]),
+                           ('serve', [['serve']])):
+      path = os.path.join(base, mode_dir, kept[-1])
+      self.assertEqual(models.meta_graph_tags(path), tags)
+      exported = models.saved_variables(path)
+      self.assertIn('w', exported)
+      self.assertEqual('w/Adam' in exported, mode_dir == 'train')
+      for key, value in exported.items():
+        np.testing.assert_array_equal(value, expected[key], err_msg=key)
+
+  def test_gc_spares_other_tag_sets_in_the_mode_dirs(self):
+    base = self.create_tempdir().full_path
+    estimator = models.train_custom(self.create_tempdir().full_path, steps=1)
+    # An EVAL+PREDICT per-mode exporter's versions share serve/ and eval/.
+    other = exporter_lib.MultiModeExporter(
+        'pm', models.receiver_map(), exports_to_keep=1, layout='per_mode',
+        tags={ModeKeys.PREDICT: ['serve', 'other']})
+    foreign = other.export(estimator, base, None, {'loss': 1.0}, False)
+    exporter = exporter_lib.MultiModeExporter(
+        'pm', models.receiver_map(), exports_to_keep=1, layout='per_mode')
+    paths = [exporter.export(estimator, base, None, {'loss': 1.0}, False)
+             for _ in range(2)]
+    foreign_version = os.path.basename(foreign)
+    for mode_dir in ('train', 'eval', 'serve'):  # the whole version spared
+      self.assertTrue(os.path.exists(
+          os.path.join(base, mode_dir, foreign_version, 'saved_model.pb')))
+      self.assertFalse(os.path.exists(os.path.join(
+          base, mode_dir, os.path.basename(paths[0]))))
+    result = exporter.garbage_collect(base)
+    self.assertEqual(result.deleted, ())
+    self.assertEqual([os.path.relpath(p, base) for p in result.kept],
+                     [f'{d}/{os.path.basename(paths[1])}'
+                      for d in ('train', 'eval', 'serve')])
+
+  def test_rejects_an_unknown_layout(self):
+    with self.assertRaisesRegex(ValueError, "layout: expected 'shared' or "
+                                "'per_mode', got 'flat'"):
+      exporter_lib.MultiModeExporter('e', models.receiver_map(),
+                                     layout='flat')
+
+
+class RamFilesystemTest(parameterized.TestCase, tf.test.TestCase):
+  """Exports to ram://, from an estimator trained on local disk."""
+
+  @parameterized.named_parameters(('shared', 'shared'),
+                                  ('per_mode', 'per_mode'))
+  def test_exports_and_collects_on_ram(self, layout):
+    estimator = models.train_custom(self.create_tempdir().full_path, steps=2)
+    base = f'ram://exporter_test/{layout}/{uuid.uuid4().hex}/export/e'
+    self.addCleanup(tf.io.gfile.rmtree, base.rsplit('/export/', 1)[0])
+    exporter = exporter_lib.MultiModeExporter(
+        'e', models.receiver_map(), exports_to_keep=2, layout=layout)
+    paths = [exporter.export(estimator, base, None, {'loss': 1.0}, False)
+             for _ in range(3)]
+    versions = [p.rsplit('/', 1)[1] for p in paths]
+    self.assertEqual(versions, sorted(versions, key=int))
+    self.assertFalse(tf.io.gfile.exists(paths[0] + '/saved_model.pb'))
+    mode_dirs = ([''] if layout == 'shared' else ['train/', 'eval/', 'serve/'])
+    for mode_dir in mode_dirs:
+      listed = sorted(n.rstrip('/') for n in
+                      tf.io.gfile.listdir(base + '/' + mode_dir)
+                      if n.rstrip('/').isdigit())
+      self.assertEqual(listed, versions[1:], mode_dir)
+    report = multimode_export.verify(base, run_train_step=False)
+    self.assertTrue(report.ok, str(report))
+    self.assertIn(f'newest{" complete" * (layout == "per_mode")} '
+                  f'{versions[-1]}', report.checks[0].detail)
 
 
 class BestModeTest(tf.test.TestCase):

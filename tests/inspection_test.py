@@ -115,6 +115,58 @@ class InspectionTest(tf.test.TestCase):
       inspection.inspect(path.full_path)
 
 
+class InspectLayoutsTest(tf.test.TestCase):
+  """inspect() on export bases and per-mode exports, built once."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
+    cls.paths = models.export_every_layout(
+        models.train_custom(os.path.join(cls.root, 'model')), cls.root)
+
+  @classmethod
+  def tearDownClass(cls):
+    shutil.rmtree(cls.root, ignore_errors=True)
+    super().tearDownClass()
+
+  def _table(self, path):
+    return inspection.format_summary(inspection.summarize(path))
+
+  def test_shared_base_shows_the_newest_version(self):
+    text = inspection.inspect(self.paths['shared_base'])
+    first, rest = text.split('\n\n', 1)
+    self.assertStartsWith(first, f'Export {self.paths["shared_base"]}: '
+                          'shared layout: versions [')
+    self.assertEqual(rest, self._table(self.paths['shared_newest']))
+
+  def test_per_mode_base_shows_every_mode_of_the_newest_complete(self):
+    base, version = self.paths['per_mode_base'], self.paths['per_mode_newest']
+    text = inspection.inspect(base)
+    self.assertIn(f'newest complete {version}', text.splitlines()[0])
+    expected = [text.splitlines()[0]]
+    for mode_dir in ('train', 'eval', 'serve'):
+      expected += [f'== {mode_dir} ==',
+                   self._table(os.path.join(base, mode_dir, version))]
+    self.assertEqual(text, '\n\n'.join(expected))
+
+  def test_per_mode_fixed_export(self):
+    fixed = self.paths['per_mode_fixed']
+    text = inspection.inspect(fixed)
+    self.assertIn('per-mode layout (export_dir=)', text.splitlines()[0])
+    for mode_dir, tags in (('train', '[train]'), ('eval', '[eval]'),
+                           ('serve', '[serve]')):
+      self.assertIn(f'SavedModel {fixed}/{mode_dir}: 1 MetaGraphDef {tags}',
+                    text)
+
+  def test_mode_dirs_without_saved_models(self):
+    path = self.create_tempdir()
+    path.mkdir('serve')
+    with self.assertRaisesRegex(multimode_export.NotASavedModelError,
+                                'no mode directory holds a SavedModel'):
+      inspection.inspect(path.full_path)
+
+
 def _meta_graph(export_dir, tags):
   for meta in saved_model_reader.read_saved_model(export_dir).meta_graphs:
     if sorted(meta.meta_info_def.tags) == sorted(tags):

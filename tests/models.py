@@ -9,6 +9,7 @@ import json
 import os
 import posixpath
 import re
+import shutil
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -890,3 +891,33 @@ def write_checkpoint(prefix: str, values: Dict[str, np.ndarray]) -> str:
                     shape_and_slices=[''] * len(names),
                     tensors=[tf.constant(values[n]) for n in names])
   return prefix
+
+
+def export_every_layout(estimator, root: str) -> Dict[str, str]:
+  """Exports `estimator` in every layout `inspect` and `verify` accept.
+
+  Returns:
+    kind -> path: 'shared_base' (two numbered versions; 'shared_newest' is
+    the newer), 'per_mode_base' (two complete versions, then a newer one
+    that only `train/` holds, as mid-publish; 'per_mode_newest' is the newest
+    complete version number, as str), 'per_mode_fixed' (`export_dir=`).
+  """
+  shared = os.path.join(root, 'shared')
+  multimode_export.export_all_saved_models(estimator, shared, receiver_map())
+  newest = multimode_export.export_all_saved_models(estimator, shared,
+                                                    receiver_map())
+  per_mode = os.path.join(root, 'per_mode')
+  multimode_export.export_saved_models_per_mode(estimator, per_mode,
+                                                receiver_map())
+  paths = multimode_export.export_saved_models_per_mode(estimator, per_mode,
+                                                        receiver_map())
+  version = os.path.basename(paths[ModeKeys.TRAIN])
+  # A later export whose train mode is published and the others not yet.
+  shutil.copytree(paths[ModeKeys.TRAIN],
+                  os.path.join(per_mode, 'train', str(int(version) + 1)))
+  fixed = os.path.join(root, 'fixed')
+  multimode_export.export_saved_models_per_mode(
+      estimator, None, receiver_map(), export_dir=fixed)
+  return {'shared_base': shared, 'shared_newest': newest,
+          'per_mode_base': per_mode, 'per_mode_newest': version,
+          'per_mode_fixed': fixed}

@@ -217,6 +217,73 @@ class VerifyBadExportsTest(tf.test.TestCase):
       verification.verify(42)
 
 
+class VerifyLayoutsTest(tf.test.TestCase):
+  """verify() on export bases and per-mode exports, built once."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
+    cls.paths = models.export_every_layout(
+        models.train_custom(os.path.join(cls.root, 'model')), cls.root)
+
+  @classmethod
+  def tearDownClass(cls):
+    shutil.rmtree(cls.root, ignore_errors=True)
+    super().tearDownClass()
+
+  def test_shared_base_verifies_the_newest_version(self):
+    report = verification.verify(self.paths['shared_base'])
+    self.assertTrue(report.ok, str(report))
+    self.assertEqual(report.export_dir, self.paths['shared_newest'])
+    self.assertEqual(report.checks[0].name, 'layout')
+    self.assertIn('shared layout', report.checks[0].detail)
+    self.assertEqual(_names(report, ['serve'])[:1], ['saver'])
+
+  def test_per_mode_base_verifies_every_mode_of_the_newest_complete(self):
+    report = verification.verify(self.paths['per_mode_base'])
+    self.assertTrue(report.ok, str(report))
+    self.assertEqual(report.export_dir, self.paths['per_mode_base'])
+    layout_check = _check(report, 'layout')
+    self.assertIn(f'newest complete {self.paths["per_mode_newest"]}',
+                  layout_check.detail)
+    for mode_dir, tags in (('train', ('train',)), ('eval', ('eval',)),
+                           ('serve', ('serve',))):
+      self.assertTrue(_check(report, f'{mode_dir}/saved_model').ok)
+      self.assertTrue(_check(report, f'{mode_dir}/tf1_load', tags).ok)
+    self.assertTrue(_check(report, 'train/train_step', ('train',)).ok)
+    self.assertIn('serve/tf2_signature:serving_default', str(report))
+
+  def test_per_mode_fixed_export_with_a_broken_mode(self):
+    path = os.path.join(self.create_tempdir().full_path, 'copy')
+    shutil.copytree(self.paths['per_mode_fixed'], path)
+    models.truncate_variables_data(os.path.join(path, 'serve'),
+                                   keep_fraction=0.3)
+    report = verification.verify(path, run_train_step=False)
+    self.assertFalse(report.ok)
+    self.assertIn('export_dir=', _check(report, 'layout').detail)
+    self.assertEqual({c.name.split('/')[0] for c in report.failures},
+                     {'serve'})
+    self.assertFalse(_check(report, 'serve/variables').ok)
+    self.assertTrue(_check(report, 'train/variables').ok)
+    self.assertTrue(_check(report, 'eval/tf1_load', ('eval',)).ok)
+
+  def test_per_mode_base_without_a_complete_version_fails_layout(self):
+    base = self.create_tempdir().full_path
+    version = self.paths['per_mode_newest']
+    for mode_dir, number in (('train', int(version)),
+                             ('serve', int(version) + 1)):
+      shutil.copytree(
+          os.path.join(self.paths['per_mode_base'], mode_dir, version),
+          os.path.join(base, mode_dir, str(number)))
+    report = verification.verify(base)
+    layout_check = _check(report, 'layout')
+    self.assertFalse(layout_check.ok)
+    self.assertIn('no complete version: train missing', layout_check.detail)
+    self.assertEqual([c.name for c in report.failures], ['layout'])
+    self.assertTrue(_check(report, 'serve/tf1_load', ('serve',)).ok)
+
+
 def _asserting_model_fn(features, labels, mode, params):
   """The linear model whose PREDICT graph rejects all-zero inputs."""
   spec = models.linear_model_fn(features, labels, mode, params)

@@ -42,6 +42,7 @@ _ITEM = re.compile(
     r'^(\*{0,2}[A-Za-z_][\w.]*(?:\s*\([^)]*\))?'
     r'(?:\s*,\s*[A-Za-z_][\w.]*)*):(?:\s+(.*))?$')
 # A repr holding a memory address would change on every run.
+_TF_TENSOR = re.compile(r'tensorflow\.python(?:\.\w+)*\.Tensor\b')
 _ADDRESS = re.compile(r' at 0x[0-9a-fA-F]+')
 
 
@@ -106,6 +107,10 @@ def format_signature(name: str, sig: inspect.Signature,
     text = one_line
   else:
     text = f'{name}(\n' + ''.join(f'    {p},\n' for p in parts) + f'){ret}'
+  # TensorFlow moves its classes between private modules across releases
+  # (Tensor: framework.ops in 2.13, framework.tensor in 2.15): name them by
+  # their public alias so the file is the same on every supported version.
+  text = _TF_TENSOR.sub('tf.Tensor', text)
   if _ADDRESS.search(text):
     raise DocsError(f'{name}: a default value has a repr with a memory '
                     f'address, which would change on every run: {text}')

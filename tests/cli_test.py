@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import time
 
 import tensorflow as tf
@@ -57,7 +56,7 @@ def _install(prefix: str) -> str:
                                              'platbase': prefix})
 
 
-class CliTest(tf.test.TestCase):
+class CliTest(models.ClassRootMixin, tf.test.TestCase):
   """Each command runs once, in setUpClass; the tests check the results.
 
   After the demo (whose export the others use), the runs are started
@@ -67,7 +66,6 @@ class CliTest(tf.test.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
     prefix = os.path.join(cls.root, 'prefix')
     # (command, PYTHONPATH): the installed script, and -m from the source.
     script = ([os.path.join(prefix, 'bin', 'multimode-export')],
@@ -113,7 +111,6 @@ class CliTest(tf.test.TestCase):
       if process.poll() is None:
         process.kill()
       process.communicate()
-    shutil.rmtree(cls.root, ignore_errors=True)
     super().tearDownClass()
 
   def _result(self, name):

@@ -81,7 +81,6 @@ def _build_cases(root: str, vocabulary: str) -> Dict[str, Case]:
   x_col, cat_col, embedded = models.feature_columns(vocabulary)
   only_x = {'x': features['x']}
   x, y = models.make_data(n=32)
-  custom_raw = {'x': x, 'label': y}
   custom_serving = models.serving_receiver_fn()
   cases = {}
 

@@ -1,11 +1,8 @@
 """inspect()/summarize(): the facts match the export's proto and variables."""
 
 import os
-import shutil
-import tempfile
 
 import tensorflow as tf
-from absl.testing import absltest
 
 import multimode_export
 from multimode_export import inspection
@@ -14,12 +11,11 @@ from multimode_export import saver_spec
 from tests import models
 
 
-class InspectionTest(tf.test.TestCase):
+class InspectionTest(models.ClassRootMixin, tf.test.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
     extra = os.path.join(cls.root, 'notes.txt')
     with open(extra, 'w') as f:
       f.write('hello')
@@ -30,11 +26,6 @@ class InspectionTest(tf.test.TestCase):
     cls.canned = models.stock_canned_export(
         models.train_canned_dnn(os.path.join(cls.root, 'dnn')),
         os.path.join(cls.root, 'canned'))
-
-  @classmethod
-  def tearDownClass(cls):
-    shutil.rmtree(cls.root, ignore_errors=True)
-    super().tearDownClass()
 
   def test_summary_matches_the_proto(self):
     summary = inspection.summarize(self.ours)
@@ -115,20 +106,14 @@ class InspectionTest(tf.test.TestCase):
       inspection.inspect(path.full_path)
 
 
-class InspectLayoutsTest(tf.test.TestCase):
+class InspectLayoutsTest(models.ClassRootMixin, tf.test.TestCase):
   """inspect() on export bases and per-mode exports, built once."""
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
     cls.paths = models.export_every_layout(
         models.train_custom(os.path.join(cls.root, 'model')), cls.root)
-
-  @classmethod
-  def tearDownClass(cls):
-    shutil.rmtree(cls.root, ignore_errors=True)
-    super().tearDownClass()
 
   def _table(self, path):
     return inspection.format_summary(inspection.summarize(path))

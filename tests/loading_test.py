@@ -2,32 +2,23 @@
 
 import ast
 import os
-import shutil
-import tempfile
 
 import numpy as np
 import tensorflow as tf
-from absl.testing import absltest
 
 import multimode_export
 from multimode_export import loading
 from tests import models
 
 
-class LoadingTest(tf.test.TestCase):
+class LoadingTest(models.ClassRootMixin, tf.test.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
     cls.export = multimode_export.export_all_saved_models(
         models.train_custom(os.path.join(cls.root, 'custom')),
         os.path.join(cls.root, 'export'), models.receiver_map())
-
-  @classmethod
-  def tearDownClass(cls):
-    shutil.rmtree(cls.root, ignore_errors=True)
-    super().tearDownClass()
 
   def test_train_step_loss_falls(self):
     x, y = models.make_data()

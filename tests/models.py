@@ -10,10 +10,12 @@ import os
 import posixpath
 import re
 import shutil
+import tempfile
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
+from absl.testing import absltest
 from tensorflow.core.protobuf import meta_graph_pb2
 # A custom SaverBuilder needs the base class, which has no public name.
 from tensorflow.python.training import saver as saver_lib
@@ -23,6 +25,29 @@ import multimode_export.exporter
 
 ModeKeys = tf.estimator.ModeKeys
 FEATURE_DIM = 3
+
+
+class ClassRootMixin:
+  """Gives a test class `cls.root`, a directory made once for the class.
+
+  It lies under absltest's test tmpdir, on the same filesystem as
+  `create_tempdir()` (Bazel's sandbox mounts /tmp apart from TEST_TMPDIR), so
+  an export can hard-link a checkpoint trained in it. Removed after the class.
+  Put it before the TestCase base: `class T(models.ClassRootMixin, ...)`.
+  """
+
+  root: str
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.root = tempfile.mkdtemp(prefix=cls.__name__,
+                                dir=absltest.get_default_test_tmpdir())
+
+  @classmethod
+  def tearDownClass(cls):
+    shutil.rmtree(cls.root, ignore_errors=True)
+    super().tearDownClass()
 
 
 def make_data(n: int = 64, seed: int = 0):

@@ -8,10 +8,8 @@ own writer functions, and by killing an exporting process.
 
 import itertools
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
 from unittest import mock
 
@@ -66,17 +64,12 @@ def _serve(export_dir, x, tags=('serve',)):
                                 {'x': x})['y']
 
 
-class PerModeTest(parameterized.TestCase, tf.test.TestCase):
-
-  @classmethod
-  def tearDownClass(cls):
-    shutil.rmtree(cls.root, ignore_errors=True)
-    super().tearDownClass()
+class PerModeTest(models.ClassRootMixin, parameterized.TestCase,
+                  tf.test.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.root = tempfile.mkdtemp()
     cls.estimator = models.train_custom(os.path.join(cls.root, 'model'))
     cls.checkpoint = checkpoint_lib.read(
         tf.train.latest_checkpoint(cls.estimator.model_dir))

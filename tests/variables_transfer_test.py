@@ -86,28 +86,18 @@ def _method(messages):
   raise AssertionError(f'no "variables/ written by" log among {messages}')
 
 
-class _TrainedModels(parameterized.TestCase):
+class _TrainedModels(models.ClassRootMixin, parameterized.TestCase):
   """Trains the shared estimators once per class."""
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    # absltest's tmpdir flag is not parsed under pytest.
-    # Same filesystem as create_tempdir() (Bazel's sandbox mounts /tmp
-    # apart from TEST_TMPDIR), so the export can hard-link the checkpoint.
-    cls.root = tempfile.mkdtemp(prefix=cls.__name__,
-                                dir=absltest.get_default_test_tmpdir())
     cls.estimators = {}
     for partitions in (1, 3):
       est = models.train_custom(
           os.path.join(cls.root, f'p{partitions}'), steps=3,
           partitions=partitions)
       cls.estimators[partitions] = est
-
-  @classmethod
-  def tearDownClass(cls):
-    shutil.rmtree(cls.root, ignore_errors=True)
-    super().tearDownClass()
 
   def assert_every_tag_set_matches(self, export_dir, expected, modes=ALL_MODES):
     """Loads each mode's tag set; its variables must equal `expected`."""

@@ -2,11 +2,9 @@
 
 import os
 import shutil
-import tempfile
 
 import numpy as np
 import tensorflow as tf
-from absl.testing import absltest
 from absl.testing import parameterized
 
 import multimode_export
@@ -25,13 +23,12 @@ def _check(report, name, tags=()):
   return check
 
 
-class VerifyGoodExportsTest(parameterized.TestCase, tf.test.TestCase):
+class VerifyGoodExportsTest(models.ClassRootMixin, parameterized.TestCase, tf.test.TestCase):
   """The three exports are built once; each test only verifies."""
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
     custom = models.train_custom(os.path.join(cls.root, 'custom'))
     cls.exports = {
         'ours': multimode_export.export_all_saved_models(
@@ -48,11 +45,6 @@ class VerifyGoodExportsTest(parameterized.TestCase, tf.test.TestCase):
     if kind not in self.reports:
       self.reports[kind] = verification.verify(self.exports[kind])
     return self.reports[kind]
-
-  @classmethod
-  def tearDownClass(cls):
-    shutil.rmtree(cls.root, ignore_errors=True)
-    super().tearDownClass()
 
   @parameterized.named_parameters(('ours', 'ours'),
                                   ('stock_custom', 'stock_custom'),
@@ -101,20 +93,14 @@ class VerifyGoodExportsTest(parameterized.TestCase, tf.test.TestCase):
     self.assertNotIn('FAIL', text)
 
 
-class VerifyBadExportsTest(tf.test.TestCase):
+class VerifyBadExportsTest(models.ClassRootMixin, tf.test.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
     cls.good = multimode_export.export_all_saved_models(
         models.train_custom(os.path.join(cls.root, 'model')),
         os.path.join(cls.root, 'export'), models.receiver_map())
-
-  @classmethod
-  def tearDownClass(cls):
-    shutil.rmtree(cls.root, ignore_errors=True)
-    super().tearDownClass()
 
   def _copy(self):
     # copytree copies file contents: the good export's variables may be hard
@@ -217,20 +203,14 @@ class VerifyBadExportsTest(tf.test.TestCase):
       verification.verify(42)
 
 
-class VerifyLayoutsTest(tf.test.TestCase):
+class VerifyLayoutsTest(models.ClassRootMixin, tf.test.TestCase):
   """verify() on export bases and per-mode exports, built once."""
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
     cls.paths = models.export_every_layout(
         models.train_custom(os.path.join(cls.root, 'model')), cls.root)
-
-  @classmethod
-  def tearDownClass(cls):
-    shutil.rmtree(cls.root, ignore_errors=True)
-    super().tearDownClass()
 
   def test_shared_base_verifies_the_newest_version(self):
     report = verification.verify(self.paths['shared_base'])

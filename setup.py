@@ -20,7 +20,7 @@ setuptools.setup(
                  'tf.estimator model as one SavedModel.'),
     long_description=LONG_DESCRIPTION,
     long_description_content_type='text/markdown',
-    packages=['multimode_export'],
+    packages=setuptools.find_packages(include=['multimode_export', 'multimode_export.*']),
     package_data={'multimode_export': ['py.typed']},
     python_requires='>=3.9,<3.12',
     install_requires=[
@@ -34,7 +34,7 @@ setuptools.setup(
         'test': ['pytest', 'pytest-xdist', 'hypothesis'],
     },
     entry_points={
-        'console_scripts': ['multimode-export=multimode_export.cli:run'],
+        'console_scripts': ['multimode-export=multimode_export.integration._cli:run'],
     },
     classifiers=[
         'Programming Language :: Python :: 3.9',

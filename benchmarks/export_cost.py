@@ -150,7 +150,7 @@ def small_estimator(model_dir: str):
 def train_graph_entries(rows: int, dim: int, partitions: int):
   """checkpoint key -> VariableSpec, as the TRAIN graph's saver saves them."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from multimode_export import saver_spec  # pylint: disable=g-import-not-at-top
+  from multimode_export.graph import _saver_spec as saver_spec  # pylint: disable=g-import-not-at-top
   graph = tf.Graph()
   with graph.as_default():
     tf.compat.v1.train.create_global_step()

@@ -48,7 +48,7 @@ def main(argv):
   sys.path.insert(0, os.path.dirname(os.path.dirname(
       os.path.abspath(__file__))))
   import multimode_export  # pylint: disable=g-import-not-at-top
-  from multimode_export import per_mode  # pylint: disable=g-import-not-at-top
+  from multimode_export import _per_mode as per_mode  # pylint: disable=g-import-not-at-top
 
   work = FLAGS.work_dir or tempfile.mkdtemp(prefix='layout_sizes_')
   est = export_cost.embedding_estimator(os.path.join(work, 'model'),

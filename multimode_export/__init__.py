@@ -17,6 +17,12 @@ from multimode_export import _compat
 _compat.check_tensorflow()
 
 # pylint: disable=g-import-not-at-top,g-bad-import-order
+from multimode_export._export import export_all_saved_models
+from multimode_export._per_mode import export_saved_models_per_mode
+from multimode_export.checks._inspection import inspect
+from multimode_export.checks._verification import CheckResult
+from multimode_export.checks._verification import VerifyReport
+from multimode_export.checks._verification import verify
 from multimode_export.errors import AssetsExtraError
 from multimode_export.errors import CheckpointNotFoundError
 from multimode_export.errors import CheckpointReadError
@@ -31,19 +37,13 @@ from multimode_export.errors import PublishError
 from multimode_export.errors import ReceiverError
 from multimode_export.errors import VariableMismatchError
 from multimode_export.errors import VerificationError
-from multimode_export.export import export_all_saved_models
-from multimode_export.exporter import MultiModeExporter
-from multimode_export.inspection import inspect
+from multimode_export.graph._modes import choose_variables_carrier
+from multimode_export.integration._exporter import MultiModeExporter
 from multimode_export.loading import EvalMetrics
 from multimode_export.loading import ServingSignatures
 from multimode_export.loading import TrainStep
 from multimode_export.loading import load_mode
 from multimode_export.mixin import MultiModeExportMixin
-from multimode_export.modes import choose_variables_carrier
-from multimode_export.per_mode import export_saved_models_per_mode
-from multimode_export.verification import CheckResult
-from multimode_export.verification import VerifyReport
-from multimode_export.verification import verify
 
 __version__ = '0.1.0'
 

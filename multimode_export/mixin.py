@@ -10,8 +10,8 @@ stock method behaves as before.
 
 from typing import Callable, Dict, Mapping, Optional
 
-from multimode_export import export as export_lib
-from multimode_export import per_mode
+from multimode_export import _export as export_lib
+from multimode_export import _per_mode as per_mode
 
 
 class MultiModeExportMixin:

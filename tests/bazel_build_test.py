@@ -30,7 +30,7 @@ class BazelBuildTest(absltest.TestCase):
   def copy_repo(self) -> str:
     """A copy of the BUILD packages' sources, in which a defect can be made."""
     root = self.create_tempdir().full_path
-    for package in gen_bazel.PACKAGES:
+    for package in gen_bazel.packages(ROOT):
       os.makedirs(os.path.join(root, package))
       for name in gen_bazel.module_files(ROOT, package) + ['BUILD', 'py.typed']:
         source = os.path.join(ROOT, package, name)

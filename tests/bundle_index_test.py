@@ -6,8 +6,8 @@ from absl.testing import absltest
 import numpy as np
 import tensorflow as tf
 
-from multimode_export import bundle_index
-from multimode_export import checkpoint
+from multimode_export.variables import _bundle_index as bundle_index
+from multimode_export.variables import _checkpoint as checkpoint
 from multimode_export import errors
 
 

@@ -20,9 +20,11 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import absltest
 
-import models
-from multimode_export import export
-from multimode_export import per_mode
+from testing import assertions
+from testing import models
+from testing import receiver_fns
+from multimode_export import _export as export
+from multimode_export import _per_mode as per_mode
 
 ModeKeys = tf.estimator.ModeKeys
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -66,7 +68,7 @@ class CheckTfsmLayerTest(absltest.TestCase):
     root = self.create_tempdir().full_path
     est = models.train_custom(os.path.join(root, 'model'), steps=3)
     paths = per_mode.export_saved_models_per_mode(
-        est, os.path.join(root, 'export'), models.receiver_map())
+        est, os.path.join(root, 'export'), receiver_fns.receiver_map())
     x = [[1.0, 2.0, 3.0], [0.5, 0.0, -1.0]]
     result = _run_script(self.python, paths[ModeKeys.PREDICT], x)
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
@@ -74,7 +76,7 @@ class CheckTfsmLayerTest(absltest.TestCase):
     self.assertTrue(report['keras'].startswith('3.'), report)
     major, minor = (int(p) for p in report['tensorflow'].split('.')[:2])
     self.assertGreater((major, minor), (2, 15), report)
-    values = models.checkpoint_values(
+    values = assertions.checkpoint_values(
         tf.train.latest_checkpoint(est.model_dir))
     expected = np.array(x, np.float32) @ values['w'] + values['b']
     np.testing.assert_allclose(report['outputs']['y'], expected, rtol=1e-5)
@@ -85,7 +87,7 @@ class CheckTfsmLayerTest(absltest.TestCase):
     root = self.create_tempdir().full_path
     est = models.train_custom(os.path.join(root, 'model'), steps=2)
     path = export.export_all_saved_models(est, os.path.join(root, 'export'),
-                                          models.receiver_map())
+                                          receiver_fns.receiver_map())
     result = _run_script(self.python, path, [[1.0, 2.0, 3.0]])
     self.assertNotEqual(result.returncode, 0)
     self.assertIn('MetaGraph', result.stderr)

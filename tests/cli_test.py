@@ -26,10 +26,11 @@ from absl.testing import absltest
 from absl.testing import flagsaver
 
 import multimode_export
-from multimode_export import cli
-from multimode_export import inspection
-from tests import models
-
+from multimode_export.integration import _cli as cli
+from multimode_export.checks import _inspection as inspection
+from testing import faults
+from testing import models
+from testing import receiver_fns
 SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -88,12 +89,12 @@ class CliTest(models.ClassRootMixin, tf.test.TestCase):
     cls.broken = os.path.join(cls.root, 'broken')
     if match:
       shutil.copytree(cls.export, cls.broken)
-      models.truncate_variables_data(cls.broken, keep_fraction=0.3)
+      faults.truncate_variables_data(cls.broken, keep_fraction=0.3)
     cls.missing = os.path.join(cls.root, 'missing')
     cls.per_mode = os.path.join(cls.root, 'per_mode')
     multimode_export.export_saved_models_per_mode(
         models.train_custom(os.path.join(cls.root, 'model'), steps=1),
-        cls.per_mode, models.receiver_map())
+        cls.per_mode, receiver_fns.receiver_map())
     cls.runs = {
         'verify_base': start(script, ['verify', os.path.join(cls.root,
                                                              'demo')]),

@@ -20,8 +20,9 @@ from absl import flags
 from absl import logging
 import tensorflow as tf
 
-from tests import models
-
+from testing import datasets
+from testing import models
+from testing import receiver_fns
 _MODEL_DIR = flags.DEFINE_string('model_dir', None, 'Model directory.',
                                  required=True)
 _RECORD_FILE = flags.DEFINE_string('record_file', None,
@@ -117,7 +118,7 @@ def main(argv):
   estimator = tf.estimator.Estimator(models.embedding_model_fn, config=config,
                                      params={'partitions': 2})
   exporter = models.RecordingExporter(
-      _EXPORTER_NAME.value, models.id_receiver_map(),
+      _EXPORTER_NAME.value, receiver_fns.id_receiver_map(),
       exports_to_keep=_EXPORTS_TO_KEEP.value, record_file=_RECORD_FILE.value)
   worker_started = os.path.join(_MODEL_DIR.value, 'task-worker-0.json.started')
   pace = PaceHook(_RECORD_FILE.value, _SAVE_STEPS.value, _PACE_TIMEOUT.value,
@@ -127,9 +128,9 @@ def main(argv):
       os.path.join(_MODEL_DIR.value, f'task-{task}.json'), pace)
   tf.estimator.train_and_evaluate(
       estimator,
-      tf.estimator.TrainSpec(models.id_input_fn(), max_steps=_MAX_STEPS.value,
+      tf.estimator.TrainSpec(datasets.id_input_fn(), max_steps=_MAX_STEPS.value,
                              hooks=[pace, report]),
-      tf.estimator.EvalSpec(models.id_input_fn(seed=1), steps=2,
+      tf.estimator.EvalSpec(datasets.id_input_fn(seed=1), steps=2,
                             exporters=[exporter], start_delay_secs=0,
                             throttle_secs=1))
   print(f'task {task} done', flush=True)

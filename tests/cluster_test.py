@@ -24,8 +24,10 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from tests import models
-
+from testing import assertions
+from testing import datasets
+from testing import models
+from testing import running
 _HERE = os.path.dirname(os.path.abspath(__file__))
 HARD_TIMEOUT_SECONDS = 150
 MAX_STEPS = 60
@@ -178,18 +180,18 @@ class ClusterTest(tf.test.TestCase):
     for record in kept:
       # The checkpoint was saved by two parameter servers: two data shards.
       self.assertLen(tf.io.gfile.glob(record['checkpoint'] + '.data-*'), 2)
-      models.assert_export_matches_checkpoint(self, record['path'],
+      assertions.assert_export_matches_checkpoint(self, record['path'],
                                               record['checkpoint'])
       self._check_serving(record['path'], record['checkpoint'])
 
   def _check_serving(self, export_dir, checkpoint):
-    values = models.checkpoint_values(checkpoint)
-    ids, _ = models.make_id_data(n=5, seed=3)
+    values = assertions.checkpoint_values(checkpoint)
+    ids, _ = datasets.make_id_data(n=5, seed=3)
     expected = (values['embedding'][ids].mean(axis=1) @ values['dense'] +
                 values['bias'])
-    _, session, meta = models.tf1_load(export_dir, ['serve'])
+    _, session, meta = running.tf1_load(export_dir, ['serve'])
     with session:
-      out = models.run_signature(session, meta, 'serving_default',
+      out = running.run_signature(session, meta, 'serving_default',
                                  {'ids': ids})
     np.testing.assert_allclose(out['y'], expected, rtol=1e-5, atol=1e-6)
 

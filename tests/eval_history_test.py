@@ -6,8 +6,8 @@ import uuid
 
 import tensorflow as tf
 
-from multimode_export import eval_history
-from multimode_export import exporter as exporter_lib
+from multimode_export.integration import _eval_history as eval_history
+from multimode_export.integration import _exporter as exporter_lib
 
 
 def _write_evals(eval_dir, results):

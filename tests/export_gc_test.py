@@ -7,8 +7,8 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.core.protobuf import saved_model_pb2
 
-from multimode_export import export_gc
-from multimode_export import publish
+from multimode_export.publishing import _gc as export_gc
+from multimode_export.publishing import _staging as publish
 
 OWN = export_gc.tag_sets([['train'], ['eval'], ['serve']])
 

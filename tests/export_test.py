@@ -16,15 +16,18 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 import multimode_export
-import models
-
+from testing import assertions
+from testing import datasets
+from testing import models
+from testing import receiver_fns
+from testing import running
 ModeKeys = tf.estimator.ModeKeys
 ALL = (ModeKeys.TRAIN, ModeKeys.EVAL, ModeKeys.PREDICT)
 KINDS = ('function', 'mixin')
 
 
 def _export(estimator, kind: str, base, modes=ALL, **kwargs) -> str:
-  receivers = models.receiver_map(modes)
+  receivers = receiver_fns.receiver_map(modes)
   if kind == 'mixin':
     return estimator.export_all_saved_models(base, receivers, **kwargs)
   return multimode_export.export_all_saved_models(estimator, base, receivers,
@@ -32,7 +35,7 @@ def _export(estimator, kind: str, base, modes=ALL, **kwargs) -> str:
 
 
 def _raw_feeds():
-  x, y = models.make_data()
+  x, y = datasets.make_data()
   return {'x': x, 'label': y}
 
 
@@ -53,7 +56,7 @@ class ModeMatrixTest(tf.test.TestCase, parameterized.TestCase):
 
   @parameterized.named_parameters(
       (f'{kind}_{name}', kind, modes) for kind in KINDS
-      for name, modes in models.MODE_SETS)
+      for name, modes in receiver_fns.MODE_SETS)
   def test_export_loads_runs_and_matches_stock(self, kind, modes):
     estimator = self.estimators[kind]
     base = self.create_tempdir().full_path
@@ -62,19 +65,19 @@ class ModeMatrixTest(tf.test.TestCase, parameterized.TestCase):
     self.assertIsInstance(path, str)
     self.assertEqual(os.path.dirname(path), os.path.join(base, 'ours'))
     self.assertTrue(os.path.basename(path).isdigit(), path)
-    stock = models.stock_export(estimator, os.path.join(base, 'stock'), modes)
-    models.assert_same_as_stock(self, path, stock)
+    stock = assertions.stock_export(estimator, os.path.join(base, 'stock'), modes)
+    assertions.assert_same_as_stock(self, path, stock)
 
     # variables/ holds the checkpoint's values, byte for byte.
-    checkpoint = models.checkpoint_values(estimator.latest_checkpoint())
-    for name, value in models.saved_variables(path).items():
-      self.assertEqual(models.comparable(value),
-                       models.comparable(checkpoint[name]), name)
+    checkpoint = assertions.checkpoint_values(estimator.latest_checkpoint())
+    for name, value in assertions.saved_variables(path).items():
+      self.assertEqual(assertions.comparable(value),
+                       assertions.comparable(checkpoint[name]), name)
 
-    expected_tags = sorted(tuple(models.TAGS[m]) for m in modes)
+    expected_tags = sorted(tuple(receiver_fns.TAGS[m]) for m in modes)
     raw = _raw_feeds()
-    tf1 = models.run_all_tf1(path, raw)
-    tf2 = models.run_all_tf2(path, raw)
+    tf1 = running.run_all_tf1(path, raw)
+    tf2 = running.run_all_tf2(path, raw)
     self.assertEqual(sorted(tf1), expected_tags)
     self.assertEqual(sorted(tf2), expected_tags)
     expected_y = raw['x'] @ checkpoint['w'] + checkpoint['b']
@@ -93,22 +96,22 @@ class ModeMatrixTest(tf.test.TestCase, parameterized.TestCase):
       self.assertAllClose(serve['doubled']['y2'], 2 * expected_y, atol=1e-5)
     for mode in (ModeKeys.TRAIN, ModeKeys.EVAL):
       if mode in modes:
-        outputs = tf1[(models.TAGS[mode][0],)][mode]
+        outputs = tf1[(receiver_fns.TAGS[mode][0],)][mode]
         self.assertAllClose(outputs['predictions/y'], expected_y, atol=1e-5)
         self.assertAllClose(
             outputs['loss'], np.mean((expected_y - raw['label'])**2),
             rtol=1e-4)
 
     if ModeKeys.TRAIN in modes:
-      losses = models.train_steps(path, steps=15, feeds=raw)
+      losses = running.train_steps(path, steps=15, feeds=raw)
       self.assertLess(losses[-1], losses[0])
-      tf2_losses = models.tf2_train_steps(path, steps=15, tags=['train'],
+      tf2_losses = running.tf2_train_steps(path, steps=15, tags=['train'],
                                            feeds=raw)
       self.assertLess(tf2_losses[-1], tf2_losses[0])
       # Training from the export starts at the exported weights.
       self.assertAllClose(tf2_losses[0], losses[0], rtol=1e-5)
     if ModeKeys.EVAL in modes:
-      metrics = models.run_eval_metrics(path, raw)
+      metrics = running.run_eval_metrics(path, raw)
       mae = float(np.mean(np.abs(expected_y - raw['label'])))
       self.assertEqual(metrics['mae']['before'], 0.0)
       self.assertAllClose(metrics['mae']['update'], mae, rtol=1e-4)
@@ -136,9 +139,9 @@ class ExportOptionsTest(tf.test.TestCase, parameterized.TestCase):
                    checkpoint_path=as_type(prefix))
     self.assertIsInstance(path, str)
     self.assertEqual(os.path.dirname(path), base)
-    self.assertEqual(models.meta_graph_tags(path),
+    self.assertEqual(running.meta_graph_tags(path),
                      [['eval'], ['serve'], ['train']])
-    models.run_all_tf1(path, _raw_feeds())
+    running.run_all_tf1(path, _raw_feeds())
 
   def test_as_text_writes_pbtxt_that_loads(self):
     base = self.create_tempdir().full_path
@@ -146,21 +149,21 @@ class ExportOptionsTest(tf.test.TestCase, parameterized.TestCase):
                    as_text=True)
     self.assertCountEqual(os.listdir(path), ['saved_model.pbtxt', 'variables'])
     binary = _export(self.estimator, 'mixin', os.path.join(base, 'binary'))
-    self.assertEqual(models.describe_export(path),
-                     models.describe_export(binary))
+    self.assertEqual(assertions.describe_export(path),
+                     assertions.describe_export(binary))
     raw = _raw_feeds()
-    self.assertEqual(sorted(models.run_all_tf1(path, raw)),
+    self.assertEqual(sorted(running.run_all_tf1(path, raw)),
                      [('eval',), ('serve',), ('train',)])
-    self.assertLen(models.run_all_tf2(path, raw), 3)
-    stock = models.stock_export(self.estimator, os.path.join(base, 'stock'),
+    self.assertLen(running.run_all_tf2(path, raw), 3)
+    stock = assertions.stock_export(self.estimator, os.path.join(base, 'stock'),
                                 as_text=True)
-    models.assert_same_as_stock(self, path, stock)
+    assertions.assert_same_as_stock(self, path, stock)
 
   def test_strip_default_attrs(self):
     base = self.create_tempdir().full_path
 
     def attr_count(path):
-      return sum(len(n.attr) for m in models.read_meta_graphs(path)
+      return sum(len(n.attr) for m in running.read_meta_graphs(path)
                  for n in m.graph_def.node)
 
     default = _export(self.estimator, 'function', os.path.join(base, 'd'))
@@ -168,16 +171,16 @@ class ExportOptionsTest(tf.test.TestCase, parameterized.TestCase):
                    strip_default_attrs=False)
     stripped = _export(self.estimator, 'function', os.path.join(base, 't'),
                        strip_default_attrs=True)
-    stock = models.stock_export(self.estimator, os.path.join(base, 'stock'))
+    stock = assertions.stock_export(self.estimator, os.path.join(base, 'stock'))
     # Default is False (as tf.contrib.estimator had); the stock method strips.
     self.assertEqual(attr_count(default), attr_count(kept))
     self.assertLess(attr_count(stripped), attr_count(kept))
     self.assertEqual(attr_count(stripped), attr_count(stock))
     raw = _raw_feeds()
     for path in (kept, stripped):
-      self.assertLen(models.run_all_tf1(path, raw), 3)
-      self.assertLen(models.run_all_tf2(path, raw), 3)
-      models.assert_same_as_stock(self, path, stock)
+      self.assertLen(running.run_all_tf1(path, raw), 3)
+      self.assertLen(running.run_all_tf2(path, raw), 3)
+      assertions.assert_same_as_stock(self, path, stock)
 
   def test_assets_extra_nested_destinations(self):
     tmp = self.create_tempdir()
@@ -189,13 +192,13 @@ class ExportOptionsTest(tf.test.TestCase, parameterized.TestCase):
     path = _export(self.estimator, 'mixin', os.path.join(base, 'ours'),
                    assets_extra=extra)
     self.assertEqual(
-        models.files_under(os.path.join(path, 'assets.extra')),
+        assertions.files_under(os.path.join(path, 'assets.extra')),
         {'top.txt': b'first', os.path.join('a', 'b', 'c', 'deep.bin'):
              b'\x00second', os.path.join('a', 'sibling.txt'): b'first'})
-    stock = models.stock_export(self.estimator, os.path.join(base, 'stock'),
+    stock = assertions.stock_export(self.estimator, os.path.join(base, 'stock'),
                                 assets_extra=extra)
-    models.assert_same_as_stock(self, path, stock)
-    self.assertLen(models.run_all_tf1(path, _raw_feeds()), 3)
+    assertions.assert_same_as_stock(self, path, stock)
+    self.assertLen(running.run_all_tf1(path, _raw_feeds()), 3)
 
 
 class CheckpointResolutionTest(tf.test.TestCase, parameterized.TestCase):
@@ -208,37 +211,37 @@ class CheckpointResolutionTest(tf.test.TestCase, parameterized.TestCase):
     cls.model_dir = os.path.join(cls._dir, 'model')
     cls.estimator = models.train_custom(cls.model_dir, steps=3)
     cls.first = cls.estimator.latest_checkpoint()
-    cls.estimator.train(models.input_fn(), steps=3)
+    cls.estimator.train(datasets.input_fn(), steps=3)
     cls.latest = cls.estimator.latest_checkpoint()
     assert cls.first != cls.latest, (cls.first, cls.latest)
 
   def _assert_exports(self, estimator, expected_prefix, checkpoint_path=None):
     base = self.create_tempdir().full_path
     path = multimode_export.export_all_saved_models(
-        estimator, os.path.join(base, 'ours'), models.receiver_map(),
+        estimator, os.path.join(base, 'ours'), receiver_fns.receiver_map(),
         checkpoint_path=checkpoint_path)
-    stock = models.stock_export(estimator, os.path.join(base, 'stock'),
+    stock = assertions.stock_export(estimator, os.path.join(base, 'stock'),
                                 checkpoint_path=checkpoint_path)
-    models.assert_same_as_stock(self, path, stock)
-    expected = models.checkpoint_values(expected_prefix)
-    self.assertEqual(models.comparable_variables(path),
-                     {k: models.comparable(v) for k, v in expected.items()})
+    assertions.assert_same_as_stock(self, path, stock)
+    expected = assertions.checkpoint_values(expected_prefix)
+    self.assertEqual(assertions.comparable_variables(path),
+                     {k: assertions.comparable(v) for k, v in expected.items()})
     return path
 
   def test_latest_in_model_dir(self):
     path = self._assert_exports(self.estimator, self.latest)
-    self.assertEqual(models.saved_variables(path)['global_step'], 6)
+    self.assertEqual(assertions.saved_variables(path)['global_step'], 6)
 
   def test_explicit_older_checkpoint(self):
     path = self._assert_exports(self.estimator, self.first,
                                 checkpoint_path=self.first)
-    self.assertEqual(models.saved_variables(path)['global_step'], 3)
+    self.assertEqual(assertions.saved_variables(path)['global_step'], 3)
 
   def test_explicit_directory_means_its_latest(self):
     path = multimode_export.export_all_saved_models(
-        self.estimator, self.create_tempdir().full_path, models.receiver_map(),
+        self.estimator, self.create_tempdir().full_path, receiver_fns.receiver_map(),
         checkpoint_path=self.model_dir)
-    self.assertEqual(models.saved_variables(path)['global_step'], 6)
+    self.assertEqual(assertions.saved_variables(path)['global_step'], 6)
 
   @parameterized.named_parameters(('directory', False), ('prefix', True))
   def test_warm_start_checkpoint_when_model_dir_is_empty(self, use_prefix):
@@ -258,12 +261,12 @@ class CheckpointResolutionTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(multimode_export.CheckpointNotFoundError,
                                 model_dir) as caught:
       multimode_export.export_all_saved_models(empty, base,
-                                               models.receiver_map())
+                                               receiver_fns.receiver_map())
     self.assertIsInstance(caught.exception, ValueError)  # as stock raises
     self.assertIn(model_dir, caught.exception.searched)
     self.assertFalse(os.path.exists(base))
     with self.assertRaises(ValueError):
-      models.stock_export(empty, os.path.join(base, 'stock'))
+      assertions.stock_export(empty, os.path.join(base, 'stock'))
 
 
 if __name__ == '__main__':

@@ -13,10 +13,13 @@ import numpy as np
 import tensorflow as tf
 
 import multimode_export
-from multimode_export import exporter as exporter_lib
-from multimode_export import publish
-from tests import models
-
+from multimode_export.integration import _exporter as exporter_lib
+from multimode_export.publishing import _staging as publish
+from testing import assertions
+from testing import datasets
+from testing import models
+from testing import receiver_fns
+from testing import running
 ModeKeys = tf.estimator.ModeKeys
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -31,9 +34,9 @@ def _estimator(model_dir, **params):
 def _train_and_evaluate(estimator, exporter, max_steps, train_input_fn=None):
   tf.estimator.train_and_evaluate(
       estimator,
-      tf.estimator.TrainSpec(train_input_fn or models.input_fn(),
+      tf.estimator.TrainSpec(train_input_fn or datasets.input_fn(),
                              max_steps=max_steps),
-      tf.estimator.EvalSpec(models.input_fn(seed=1), steps=2,
+      tf.estimator.EvalSpec(datasets.input_fn(seed=1), steps=2,
                             exporters=[exporter], start_delay_secs=0,
                             throttle_secs=0))
 
@@ -54,7 +57,7 @@ class LatestModeTest(tf.test.TestCase):
     os.makedirs(os.path.join(base, 'notes'))
     os.makedirs(os.path.join(base, '7', 'variables'))
     other = models.train_custom(self.create_tempdir().full_path, steps=1)
-    stock = other.export_saved_model(base, models.serving_receiver_fn())
+    stock = other.export_saved_model(base, receiver_fns.serving_receiver_fn())
     stock = os.path.basename(stock.decode() if isinstance(stock, bytes)
                              else stock)
     staging = os.path.join(base, publish.STAGING_PREFIX + 'live-' +
@@ -65,7 +68,7 @@ class LatestModeTest(tf.test.TestCase):
     self.addCleanup(os.close, lock)
     foreign = sorted(os.listdir(base))
 
-    exporter = models.RecordingExporter('multimode', models.receiver_map(),
+    exporter = models.RecordingExporter('multimode', receiver_fns.receiver_map(),
                                         exports_to_keep=2)
     _train_and_evaluate(_estimator(model_dir, partitions=2), exporter,
                         max_steps=20)
@@ -78,23 +81,23 @@ class LatestModeTest(tf.test.TestCase):
     kept = [os.path.basename(c['path']) for c in made[-2:]]
     self.assertEqual(sorted(os.listdir(base)), sorted(foreign + kept))
     for call in made[-2:]:
-      models.assert_export_matches_checkpoint(self, call['path'],
+      assertions.assert_export_matches_checkpoint(self, call['path'],
                                               call['checkpoint'])
     self.assertIn(stock, os.listdir(base))
 
   def test_exports_only_requested_modes(self):
     model_dir = self.create_tempdir().full_path
     exporter = models.RecordingExporter(
-        'two', models.receiver_map((ModeKeys.EVAL, ModeKeys.PREDICT)),
+        'two', receiver_fns.receiver_map((ModeKeys.EVAL, ModeKeys.PREDICT)),
         exports_to_keep=1)
     _train_and_evaluate(_estimator(model_dir), exporter, max_steps=10)
     path = exporter.calls[-1]['path']
-    self.assertEqual(models.meta_graph_tags(path), [['eval'], ['serve']])
+    self.assertEqual(running.meta_graph_tags(path), [['eval'], ['serve']])
     self.assertEqual(_versions(os.path.dirname(path)),
                      [os.path.basename(path)])
     # The EVAL carrier restores the model variables, not the optimizer's.
-    exported = models.saved_variables(path)
-    for key, value in models.checkpoint_values(
+    exported = assertions.saved_variables(path)
+    for key, value in assertions.checkpoint_values(
         exporter.calls[-1]['checkpoint']).items():
       if key in exported:
         np.testing.assert_array_equal(exported[key], value)
@@ -103,7 +106,7 @@ class LatestModeTest(tf.test.TestCase):
 
   def test_exports_to_keep_none_keeps_everything(self):
     model_dir = self.create_tempdir().full_path
-    exporter = models.RecordingExporter('all', models.receiver_map(),
+    exporter = models.RecordingExporter('all', receiver_fns.receiver_map(),
                                         exports_to_keep=None)
     _train_and_evaluate(_estimator(model_dir), exporter, max_steps=15)
     self.assertLen(_versions(os.path.join(model_dir, 'export', 'all')), 3)
@@ -117,7 +120,7 @@ class PerModeLayoutTest(tf.test.TestCase):
     # Foreign content in a mode directory: never deleted.
     os.makedirs(os.path.join(base, 'serve', 'notes'))
     os.makedirs(os.path.join(base, 'serve', '7', 'variables'))
-    exporter = models.RecordingExporter('pm', models.receiver_map(),
+    exporter = models.RecordingExporter('pm', receiver_fns.receiver_map(),
                                         exports_to_keep=2, layout='per_mode')
     self.assertEqual(exporter.layout, 'per_mode')
     _train_and_evaluate(_estimator(model_dir), exporter, max_steps=20)
@@ -134,12 +137,12 @@ class PerModeLayoutTest(tf.test.TestCase):
     self.assertEqual(sorted(os.listdir(os.path.join(base, 'serve'))),
                      sorted(['7', 'notes'] + kept))
     last = made[-1]
-    expected = models.checkpoint_values(last['checkpoint'])
+    expected = assertions.checkpoint_values(last['checkpoint'])
     for mode_dir, tags in (('train', [['train']]), ('eval', [['eval']]),
                            ('serve', [['serve']])):
       path = os.path.join(base, mode_dir, kept[-1])
-      self.assertEqual(models.meta_graph_tags(path), tags)
-      exported = models.saved_variables(path)
+      self.assertEqual(running.meta_graph_tags(path), tags)
+      exported = assertions.saved_variables(path)
       self.assertIn('w', exported)
       self.assertEqual('w/Adam' in exported, mode_dir == 'train')
       for key, value in exported.items():
@@ -150,11 +153,11 @@ class PerModeLayoutTest(tf.test.TestCase):
     estimator = models.train_custom(self.create_tempdir().full_path, steps=1)
     # An EVAL+PREDICT per-mode exporter's versions share serve/ and eval/.
     other = exporter_lib.MultiModeExporter(
-        'pm', models.receiver_map(), exports_to_keep=1, layout='per_mode',
+        'pm', receiver_fns.receiver_map(), exports_to_keep=1, layout='per_mode',
         tags={ModeKeys.PREDICT: ['serve', 'other']})
     foreign = other.export(estimator, base, None, {'loss': 1.0}, False)
     exporter = exporter_lib.MultiModeExporter(
-        'pm', models.receiver_map(), exports_to_keep=1, layout='per_mode')
+        'pm', receiver_fns.receiver_map(), exports_to_keep=1, layout='per_mode')
     paths = [exporter.export(estimator, base, None, {'loss': 1.0}, False)
              for _ in range(2)]
     foreign_version = os.path.basename(foreign)
@@ -172,7 +175,7 @@ class PerModeLayoutTest(tf.test.TestCase):
   def test_rejects_an_unknown_layout(self):
     with self.assertRaisesRegex(ValueError, "layout: expected 'shared' or "
                                 "'per_mode', got 'flat'"):
-      exporter_lib.MultiModeExporter('e', models.receiver_map(),
+      exporter_lib.MultiModeExporter('e', receiver_fns.receiver_map(),
                                      layout='flat')
 
 
@@ -186,7 +189,7 @@ class RamFilesystemTest(parameterized.TestCase, tf.test.TestCase):
     base = f'ram://exporter_test/{layout}/{uuid.uuid4().hex}/export/e'
     self.addCleanup(tf.io.gfile.rmtree, base.rsplit('/export/', 1)[0])
     exporter = exporter_lib.MultiModeExporter(
-        'e', models.receiver_map(), exports_to_keep=2, layout=layout)
+        'e', receiver_fns.receiver_map(), exports_to_keep=2, layout=layout)
     paths = [exporter.export(estimator, base, None, {'loss': 1.0}, False)
              for _ in range(3)]
     versions = [p.rsplit('/', 1)[1] for p in paths]
@@ -209,7 +212,7 @@ class BestModeTest(tf.test.TestCase):
   def test_restart_never_exports_a_worse_model(self):
     model_dir = self.create_tempdir().full_path
     base = os.path.join(model_dir, 'export', 'best')
-    first = models.RecordingExporter('best', models.receiver_map(),
+    first = models.RecordingExporter('best', receiver_fns.receiver_map(),
                                      compare_fn=exporter_lib.loss_smaller)
     _train_and_evaluate(_estimator(model_dir), first, max_steps=20)
     made = [c for c in first.calls if c['path']]
@@ -225,12 +228,12 @@ class BestModeTest(tf.test.TestCase):
 
     # Restart: a new Estimator and exporter on the same model_dir, trained
     # on shifted labels so every new evaluation is worse than the best.
-    x, y = models.make_data()
+    x, y = datasets.make_data()
 
     def bad_input_fn():
       return tf.data.Dataset.from_tensor_slices(
           ({'x': x}, y + 5.0)).repeat().batch(16)
-    second = models.RecordingExporter('best', models.receiver_map(),
+    second = models.RecordingExporter('best', receiver_fns.receiver_map(),
                                       compare_fn=exporter_lib.loss_smaller)
     _train_and_evaluate(_estimator(model_dir), second, max_steps=30,
                         train_input_fn=bad_input_fn)
@@ -246,12 +249,12 @@ class BestModeTest(tf.test.TestCase):
                          tf.train.latest_checkpoint(model_dir),
                          {'loss': best_loss / 2, 'global_step': 31}, False)
     self.assertIsNotNone(path)
-    models.assert_export_matches_checkpoint(
+    assertions.assert_export_matches_checkpoint(
         self, path, tf.train.latest_checkpoint(model_dir))
 
   def test_first_evaluation_of_a_fresh_job_exports(self):
     model_dir = self.create_tempdir().full_path
-    exporter = models.RecordingExporter('best', models.receiver_map(),
+    exporter = models.RecordingExporter('best', receiver_fns.receiver_map(),
                                         compare_fn=exporter_lib.loss_smaller)
     _train_and_evaluate(_estimator(model_dir), exporter, max_steps=5)
     self.assertLen(exporter.calls, 1)
@@ -263,14 +266,14 @@ class BestModeTest(tf.test.TestCase):
     checkpoint = estimator.latest_checkpoint()
     base = os.path.join(model_dir, 'export', 'b')
     exporter = exporter_lib.MultiModeExporter(
-        'b', models.receiver_map(), compare_fn=exporter_lib.loss_smaller,
+        'b', receiver_fns.receiver_map(), compare_fn=exporter_lib.loss_smaller,
         event_file_pattern=None)
     self.assertIsNotNone(exporter.export(
         estimator, base, checkpoint, {'loss': 1.0, 'global_step': 3}, False))
     self.assertIsNone(exporter.export(
         estimator, base, checkpoint, {'loss': 2.0, 'global_step': 3}, False))
     restarted = exporter_lib.MultiModeExporter(
-        'b', models.receiver_map(), compare_fn=exporter_lib.loss_smaller,
+        'b', receiver_fns.receiver_map(), compare_fn=exporter_lib.loss_smaller,
         event_file_pattern=None)
     self.assertIsNotNone(restarted.export(
         estimator, base, checkpoint, {'loss': 2.0, 'global_step': 3}, False))
@@ -281,7 +284,7 @@ class BestModeTest(tf.test.TestCase):
     estimator = models.train_custom(model_dir, steps=2)
     base = os.path.join(model_dir, 'export', 'gone')
     exporter = exporter_lib.MultiModeExporter(
-        'gone', models.receiver_map(), compare_fn=exporter_lib.loss_smaller,
+        'gone', receiver_fns.receiver_map(), compare_fn=exporter_lib.loss_smaller,
         event_file_pattern=None)
     gone = os.path.join(model_dir, 'model.ckpt-999')
     self.assertIsNone(exporter.export(
@@ -334,7 +337,7 @@ class TaskRuleTest(parameterized.TestCase, tf.test.TestCase):
                                     model_dir=model_dir,
                                     config=self._config('worker'))
     base = os.path.join(model_dir, 'export', 'w')
-    exporter = exporter_lib.MultiModeExporter('w', models.receiver_map())
+    exporter = exporter_lib.MultiModeExporter('w', receiver_fns.receiver_map())
     self.assertIsNone(exporter.export(worker, base, None,
                                       {'loss': 1.0, 'global_step': 2}, False))
     self.assertFalse(os.path.exists(base))
@@ -352,27 +355,27 @@ class ArgumentsTest(parameterized.TestCase):
       ('compare_type', dict(compare_fn=3), TypeError, 'compare_fn'),
       ('pattern', dict(event_file_pattern=''), ValueError,
        'event_file_pattern'),
-      ('mode', dict(input_receiver_fn_map={'predict': models.serving_receiver_fn()}),
+      ('mode', dict(input_receiver_fn_map={'predict': receiver_fns.serving_receiver_fn()}),
        ValueError, 'infer'),
       ('tags', dict(tags={ModeKeys.TRAIN: ['serve']}), ValueError, 'tags'),
   )
   def test_rejects(self, override, error, regex):
-    kwargs = dict(name='e', input_receiver_fn_map=models.receiver_map())
+    kwargs = dict(name='e', input_receiver_fn_map=receiver_fns.receiver_map())
     kwargs.update(override)
     with self.assertRaisesRegex(error, regex):
       exporter_lib.MultiModeExporter(**kwargs)
 
   def test_does_not_mutate_receiver_map(self):
-    receivers = models.receiver_map()
+    receivers = receiver_fns.receiver_map()
     before = dict(receivers)
     exporter_lib.MultiModeExporter('e', receivers)
     self.assertEqual(receivers, before)
 
   def test_is_an_estimator_exporter(self):
-    exporter = exporter_lib.MultiModeExporter('e', models.receiver_map())
+    exporter = exporter_lib.MultiModeExporter('e', receiver_fns.receiver_map())
     self.assertIsInstance(exporter, tf.estimator.Exporter)
     self.assertEqual(exporter.name, 'e')
-    tf.estimator.EvalSpec(models.input_fn(), exporters=[exporter])
+    tf.estimator.EvalSpec(datasets.input_fn(), exporters=[exporter])
 
   def test_loss_smaller(self):
     self.assertTrue(exporter_lib.loss_smaller({'loss': 2.0}, {'loss': 1.0}))
@@ -401,18 +404,18 @@ class MirroredStrategyTest(tf.test.TestCase):
     calls = [c for c in models.read_records(record) if c['path']]
     self.assertNotEmpty(calls)
     last = calls[-1]
-    models.assert_export_matches_checkpoint(self, last['path'],
+    assertions.assert_export_matches_checkpoint(self, last['path'],
                                             last['checkpoint'])
     for tags in (['train'], ['eval'], ['serve']):
-      graph, session, meta = models.tf1_load(last['path'], tags)
+      graph, session, meta = running.tf1_load(last['path'], tags)
       with graph.as_default(), session:
         self.assertNotEmpty(meta.signature_def)
-    x, _ = models.make_data(4)
-    _, session, meta = models.tf1_load(last['path'], ['serve'])
+    x, _ = datasets.make_data(4)
+    _, session, meta = running.tf1_load(last['path'], ['serve'])
     with session:
-      out = models.run_signature(session, meta, 'serving_default', {'x': x})
+      out = running.run_signature(session, meta, 'serving_default', {'x': x})
     self.assertEqual(out['y'].shape, (4, 1))
-    losses = models.train_steps(last['path'], steps=5)
+    losses = running.train_steps(last['path'], steps=5)
     self.assertLess(losses[-1], losses[0])
 
 

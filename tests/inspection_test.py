@@ -5,12 +5,13 @@ import os
 import tensorflow as tf
 
 import multimode_export
-from multimode_export import inspection
-from multimode_export import saved_model_reader
-from multimode_export import saver_spec
-from tests import models
-
-
+from multimode_export.checks import _inspection as inspection
+from multimode_export.saved_model import _reader as saved_model_reader
+from multimode_export.graph import _saver_spec as saver_spec
+from testing import assertions
+from testing import models
+from testing import receiver_fns
+from testing import running
 class InspectionTest(models.ClassRootMixin, tf.test.TestCase):
 
   @classmethod
@@ -21,9 +22,9 @@ class InspectionTest(models.ClassRootMixin, tf.test.TestCase):
       f.write('hello')
     cls.ours = multimode_export.export_all_saved_models(
         models.train_custom(os.path.join(cls.root, 'custom')),
-        os.path.join(cls.root, 'ours'), models.receiver_map(),
+        os.path.join(cls.root, 'ours'), receiver_fns.receiver_map(),
         assets_extra={'docs/notes.txt': extra})
-    cls.canned = models.stock_canned_export(
+    cls.canned = assertions.stock_canned_export(
         models.train_canned_dnn(os.path.join(cls.root, 'dnn')),
         os.path.join(cls.root, 'canned'))
 
@@ -45,7 +46,7 @@ class InspectionTest(models.ClassRootMixin, tf.test.TestCase):
 
   def test_variables_and_who_uses_them(self):
     summary = inspection.summarize(self.ours)
-    on_disk = models.saved_variables(self.ours)
+    on_disk = assertions.saved_variables(self.ours)
     self.assertCountEqual([v.name for v in summary.variables], on_disk)
     for variable in summary.variables:
       self.assertEqual(variable.nbytes, on_disk[variable.name].nbytes)
@@ -112,7 +113,7 @@ class InspectLayoutsTest(models.ClassRootMixin, tf.test.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.paths = models.export_every_layout(
+    cls.paths = running.export_every_layout(
         models.train_custom(os.path.join(cls.root, 'model')), cls.root)
 
   def _table(self, path):

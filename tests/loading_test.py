@@ -8,9 +8,11 @@ import tensorflow as tf
 
 import multimode_export
 from multimode_export import loading
-from tests import models
-
-
+from testing import assertions
+from testing import datasets
+from testing import models
+from testing import receiver_fns
+from testing import running
 class LoadingTest(models.ClassRootMixin, tf.test.TestCase):
 
   @classmethod
@@ -18,11 +20,11 @@ class LoadingTest(models.ClassRootMixin, tf.test.TestCase):
     super().setUpClass()
     cls.export = multimode_export.export_all_saved_models(
         models.train_custom(os.path.join(cls.root, 'custom')),
-        os.path.join(cls.root, 'export'), models.receiver_map())
+        os.path.join(cls.root, 'export'), receiver_fns.receiver_map())
 
   def test_train_step_loss_falls(self):
-    x, y = models.make_data()
-    before = models.saved_variables(self.export)
+    x, y = datasets.make_data()
+    before = assertions.saved_variables(self.export)
     step = loading.load_mode(self.export, tf.estimator.ModeKeys.TRAIN)
     self.assertIsInstance(step, loading.TrainStep)
     self.assertEqual(step.input_keys, ('label', 'x'))
@@ -33,23 +35,23 @@ class LoadingTest(models.ClassRootMixin, tf.test.TestCase):
     self.assertEqual(weights['global_step:0'], before['global_step'] + 20)
     # The first step starts from the exported values: its loss is the one
     # the TF1 train graph computes.
-    self.assertAllClose(losses[0], models.train_steps(self.export, steps=1)[0],
+    self.assertAllClose(losses[0], running.train_steps(self.export, steps=1)[0],
                         rtol=1e-5)
     # Nothing is written back to the export.
-    self.assertAllClose(models.saved_variables(self.export), before)
+    self.assertAllClose(assertions.saved_variables(self.export), before)
 
   def test_canned_estimator_train_step_loss_falls(self):
-    export = models.stock_canned_export(
+    export = assertions.stock_canned_export(
         models.train_canned_dnn(self.create_tempdir().full_path),
         self.create_tempdir().full_path)
-    x, y = models.make_data()
-    labels = np.clip((y * 2).astype(np.int64), 0, models.N_CLASSES - 1)
+    x, y = datasets.make_data()
+    labels = np.clip((y * 2).astype(np.int64), 0, datasets.N_CLASSES - 1)
     step = loading.TrainStep(export)
     losses = [float(step(x=x, label=labels)) for _ in range(30)]
     self.assertLess(losses[-1], losses[0], losses)
 
   def test_eval_metrics_match_numpy(self):
-    x, y = models.make_data()
+    x, y = datasets.make_data()
     serving = loading.load_mode(self.export, tf.estimator.ModeKeys.PREDICT)
     predictions = serving['serving_default'](x=tf.constant(x))['y'].numpy()
     metrics = loading.load_mode(self.export, tf.estimator.ModeKeys.EVAL)
@@ -66,12 +68,12 @@ class LoadingTest(models.ClassRootMixin, tf.test.TestCase):
                         np.mean(np.abs(predictions[:8] - y[:8])), rtol=1e-5)
 
   def test_serving_matches_tf1(self):
-    x, _ = models.make_data(n=4)
+    x, _ = datasets.make_data(n=4)
     serving = loading.ServingSignatures(self.export)
-    graph, session, meta = models.tf1_load(self.export, ['serve'])
+    graph, session, meta = running.tf1_load(self.export, ['serve'])
     self.assertCountEqual(serving, meta.signature_def)
     with graph.as_default(), session:
-      expected = models.run_signature(session, meta, 'serving_default',
+      expected = running.run_signature(session, meta, 'serving_default',
                                       {'x': x})
     self.assertAllClose(serving['serving_default'](x=tf.constant(x))['y'],
                         expected['y'])
@@ -102,10 +104,10 @@ class LoadingTest(models.ClassRootMixin, tf.test.TestCase):
         self.export, signature_keys=['serving_default'], tags={'serve'})
     interpreter = tf.lite.Interpreter(model_content=converter.convert())
     runner = interpreter.get_signature_runner('serving_default')
-    x, _ = models.make_data(n=1)
-    graph, session, meta = models.tf1_load(self.export, ['serve'])
+    x, _ = datasets.make_data(n=1)
+    graph, session, meta = running.tf1_load(self.export, ['serve'])
     with graph.as_default(), session:
-      expected = models.run_signature(session, meta, 'serving_default',
+      expected = running.run_signature(session, meta, 'serving_default',
                                       {'x': x})
     self.assertAllClose(runner(x=x)['y'], expected['y'], rtol=1e-5)
 

@@ -21,7 +21,7 @@ def main(argv):
   cpu = tf.config.list_physical_devices('CPU')[0]
   tf.config.set_logical_device_configuration(
       cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-  from tests import models  # pylint: disable=g-import-not-at-top
+  from testing import datasets, models, receiver_fns  # pylint: disable=g-import-not-at-top
   # The default NCCL/RING all-reduce hangs on logical CPU devices in graph
   # mode; reducing to one device is what a CPU-only job should use anyway.
   strategy = tf.distribute.MirroredStrategy(
@@ -34,13 +34,13 @@ def main(argv):
       config=tf.estimator.RunConfig(
           tf_random_seed=1, train_distribute=strategy,
           save_checkpoints_steps=10, keep_checkpoint_max=100))
-  exporter = models.RecordingExporter('mirrored', models.receiver_map(),
+  exporter = models.RecordingExporter('mirrored', receiver_fns.receiver_map(),
                                       exports_to_keep=2,
                                       record_file=_RECORD_FILE.value)
   tf.estimator.train_and_evaluate(
       estimator,
-      tf.estimator.TrainSpec(models.input_fn(), max_steps=20),
-      tf.estimator.EvalSpec(models.input_fn(seed=1), steps=2,
+      tf.estimator.TrainSpec(datasets.input_fn(), max_steps=20),
+      tf.estimator.EvalSpec(datasets.input_fn(seed=1), steps=2,
                             exporters=[exporter], start_delay_secs=0,
                             throttle_secs=0))
 

@@ -10,8 +10,10 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 import multimode_export
-import models
-
+from testing import assertions
+from testing import datasets
+from testing import models
+from testing import receiver_fns
 ModeKeys = tf.estimator.ModeKeys
 STOCK_METHODS = ('train', 'evaluate', 'predict', 'export_saved_model',
                  'experimental_export_all_saved_models')
@@ -113,17 +115,17 @@ class StockMethodsUnchangedTest(tf.test.TestCase):
                                     estimator_cls=models.MixinEstimator)
 
   def test_train_writes_identical_checkpoints(self):
-    plain = models.checkpoint_values(self.plain.latest_checkpoint())
-    mixin = models.checkpoint_values(self.mixin.latest_checkpoint())
-    self.assertEqual({k: models.comparable(v) for k, v in mixin.items()},
-                     {k: models.comparable(v) for k, v in plain.items()})
+    plain = assertions.checkpoint_values(self.plain.latest_checkpoint())
+    mixin = assertions.checkpoint_values(self.mixin.latest_checkpoint())
+    self.assertEqual({k: assertions.comparable(v) for k, v in mixin.items()},
+                     {k: assertions.comparable(v) for k, v in plain.items()})
     self.assertEqual(os.path.basename(self.mixin.latest_checkpoint()),
                      os.path.basename(self.plain.latest_checkpoint()))
 
   def test_evaluate_and_predict(self):
-    self.assertEqual(self.mixin.evaluate(models.input_fn(), steps=2),
-                     self.plain.evaluate(models.input_fn(), steps=2))
-    x, _ = models.make_data(n=8)
+    self.assertEqual(self.mixin.evaluate(datasets.input_fn(), steps=2),
+                     self.plain.evaluate(datasets.input_fn(), steps=2))
+    x, _ = datasets.make_data(n=8)
 
     def predict_input_fn():
       return tf.data.Dataset.from_tensor_slices({'x': x}).batch(4)
@@ -136,25 +138,25 @@ class StockMethodsUnchangedTest(tf.test.TestCase):
   def test_export_saved_model(self):
     base = self.create_tempdir().full_path
     plain = self.plain.export_saved_model(os.path.join(base, 'plain'),
-                                          models.serving_receiver_fn())
+                                          receiver_fns.serving_receiver_fn())
     mixin = self.mixin.export_saved_model(os.path.join(base, 'mixin'),
-                                          models.serving_receiver_fn())
+                                          receiver_fns.serving_receiver_fn())
     self.assertIsInstance(mixin, bytes)  # as stock: unchanged
     plain, mixin = plain.decode(), mixin.decode()
-    self.assertEqual(models.describe_export(mixin),
-                     models.describe_export(plain))
-    self.assertEqual(models.comparable_variables(mixin),
-                     models.comparable_variables(plain))
+    self.assertEqual(assertions.describe_export(mixin),
+                     assertions.describe_export(plain))
+    self.assertEqual(assertions.comparable_variables(mixin),
+                     assertions.comparable_variables(plain))
 
   def test_experimental_export_all_saved_models(self):
     base = self.create_tempdir().full_path
-    plain = models.stock_export(self.plain, os.path.join(base, 'plain'))
-    mixin = models.stock_export(self.mixin, os.path.join(base, 'mixin'))
-    models.assert_same_as_stock(self, mixin, plain)
+    plain = assertions.stock_export(self.plain, os.path.join(base, 'plain'))
+    mixin = assertions.stock_export(self.mixin, os.path.join(base, 'mixin'))
+    assertions.assert_same_as_stock(self, mixin, plain)
     # And the mixin's own method next to them.
     ours = self.mixin.export_all_saved_models(os.path.join(base, 'ours'),
-                                              models.receiver_map())
-    models.assert_same_as_stock(self, ours, plain)
+                                              receiver_fns.receiver_map())
+    assertions.assert_same_as_stock(self, ours, plain)
 
 
 if __name__ == '__main__':

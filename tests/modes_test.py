@@ -10,16 +10,16 @@ from absl.testing import parameterized
 
 import multimode_export
 from multimode_export import errors
-from multimode_export import modes
-import models
-
+from multimode_export.graph import _modes as modes
+from testing import models
+from testing import receiver_fns
 ModeKeys = tf.estimator.ModeKeys
 ALL = (ModeKeys.TRAIN, ModeKeys.EVAL, ModeKeys.PREDICT)
 SUBSETS = [s for n in range(1, 4) for s in itertools.combinations(ALL, n)]
 
 
 def _receiver():
-  return models.serving_receiver_fn()
+  return receiver_fns.serving_receiver_fn()
 
 
 class ChooseVariablesCarrierTest(parameterized.TestCase):

@@ -17,15 +17,19 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-import models
+from testing import assertions
+from testing import datasets
+from testing import models
+from testing import receiver_fns
+from testing import running
 import multimode_export
-from multimode_export import checkpoint as checkpoint_lib
-from multimode_export import export
-from multimode_export import layout
-from multimode_export import per_mode
-from multimode_export import publish
-from multimode_export import saved_model_writer
-from multimode_export import target_dir
+from multimode_export.variables import _checkpoint as checkpoint_lib
+from multimode_export import _export as export
+from multimode_export.saved_model import _layout as layout
+from multimode_export import _per_mode as per_mode
+from multimode_export.publishing import _staging as publish
+from multimode_export.saved_model import _writer as saved_model_writer
+from multimode_export.publishing import _fixed_dir as target_dir
 
 ModeKeys = tf.estimator.ModeKeys
 ALL_MODES = (ModeKeys.TRAIN, ModeKeys.EVAL, ModeKeys.PREDICT)
@@ -52,15 +56,15 @@ def _predict_graph_variables():
   export code): what a SavedModel's serve graph must restore."""
   with tf.Graph().as_default():
     tf.compat.v1.train.create_global_step()
-    x = tf.compat.v1.placeholder(tf.float32, [None, models.FEATURE_DIM])
+    x = tf.compat.v1.placeholder(tf.float32, [None, datasets.FEATURE_DIM])
     models.linear_model_fn({'x': x}, None, ModeKeys.PREDICT, {})
     return {v.op.name for v in tf.compat.v1.global_variables()}
 
 
 def _serve(export_dir, x, tags=('serve',)):
-  _, session, meta = models.tf1_load(export_dir, list(tags))
+  _, session, meta = running.tf1_load(export_dir, list(tags))
   with session:
-    return models.run_signature(session, meta, 'serving_default',
+    return running.run_signature(session, meta, 'serving_default',
                                 {'x': x})['y']
 
 
@@ -73,7 +77,7 @@ class PerModeTest(models.ClassRootMixin, parameterized.TestCase,
     cls.estimator = models.train_custom(os.path.join(cls.root, 'model'))
     cls.checkpoint = checkpoint_lib.read(
         tf.train.latest_checkpoint(cls.estimator.model_dir))
-    cls.values = models.checkpoint_values(cls.checkpoint.prefix)
+    cls.values = assertions.checkpoint_values(cls.checkpoint.prefix)
 
   def _expected(self, x):
     return x @ self.values['w'] + self.values['b']
@@ -85,19 +89,19 @@ class PerModeTest(models.ClassRootMixin, parameterized.TestCase,
     base = self.create_tempdir().full_path
     if kind == layout.SHARED:
       path = export.export_all_saved_models(self.estimator, base,
-                                            models.receiver_map(modes))
-      self.assertEqual(models.meta_graph_tags(path),
+                                            receiver_fns.receiver_map(modes))
+      self.assertEqual(running.meta_graph_tags(path),
                        sorted(DEFAULT_TAGS[m] for m in modes))
       found = layout.find_layout(base)
       self.assertEqual(found.kind, layout.SHARED)
       self.assertEqual(found.saved_model_dirs(), {layout.SHARED: path})
       expected = (set(self.checkpoint.variables) if ModeKeys.TRAIN in modes
                   else MODEL_VARIABLES)
-      self.assertEqual(set(models.saved_variables(path)), expected)
+      self.assertEqual(set(assertions.saved_variables(path)), expected)
       return
 
     paths = per_mode.export_saved_models_per_mode(
-        self.estimator, base, models.receiver_map(modes))
+        self.estimator, base, receiver_fns.receiver_map(modes))
     self.assertEqual(set(paths), set(modes))
     versions = {os.path.basename(p) for p in paths.values()}
     self.assertLen(versions, 1)  # one version for the whole group
@@ -107,15 +111,15 @@ class PerModeTest(models.ClassRootMixin, parameterized.TestCase,
     for mode, path in paths.items():
       self.assertEqual(path, os.path.join(base, layout.MODE_DIRS[mode],
                                           version))
-      self.assertEqual(models.meta_graph_tags(path), [DEFAULT_TAGS[mode]])
-      saved = models.saved_variables(path)
+      self.assertEqual(running.meta_graph_tags(path), [DEFAULT_TAGS[mode]])
+      saved = assertions.saved_variables(path)
       expected = (set(self.checkpoint.variables) if mode == ModeKeys.TRAIN
                   else MODEL_VARIABLES)
       self.assertEqual(set(saved), expected)
       for name, value in saved.items():
         self.assertAllEqual(value, self.values[name])
       # Each part loads on its own.
-      _, session, _ = models.tf1_load(path, DEFAULT_TAGS[mode])
+      _, session, _ = running.tf1_load(path, DEFAULT_TAGS[mode])
       session.close()
     found = layout.find_layout(base)
     self.assertEqual(found.kind, layout.PER_MODE)
@@ -125,22 +129,22 @@ class PerModeTest(models.ClassRootMixin, parameterized.TestCase,
   def test_serve_part_has_exactly_the_predict_graph_variables(self):
     paths = per_mode.export_saved_models_per_mode(
         self.estimator, self.create_tempdir().full_path,
-        models.receiver_map())
-    serve = models.saved_variables(paths[ModeKeys.PREDICT])
+        receiver_fns.receiver_map())
+    serve = assertions.saved_variables(paths[ModeKeys.PREDICT])
     self.assertEqual(set(serve), _predict_graph_variables())
     self.assertEmpty([k for k in serve if 'Adam' in k or '_power' in k])
     # ... while the checkpoint and the train part do hold the Adam slots.
-    self.assertIn('w/Adam', models.saved_variables(paths[ModeKeys.TRAIN]))
+    self.assertIn('w/Adam', assertions.saved_variables(paths[ModeKeys.TRAIN]))
     train_bytes = sum(v.nbytes for v in
-                      models.saved_variables(paths[ModeKeys.TRAIN]).values())
+                      assertions.saved_variables(paths[ModeKeys.TRAIN]).values())
     self.assertLess(sum(v.nbytes for v in serve.values()), train_bytes)
 
   def test_versions_increase_across_mode_dirs(self):
     base = self.create_tempdir().full_path
     first = per_mode.export_saved_models_per_mode(
-        self.estimator, base, models.receiver_map([ModeKeys.PREDICT]))
+        self.estimator, base, receiver_fns.receiver_map([ModeKeys.PREDICT]))
     second = per_mode.export_saved_models_per_mode(
-        self.estimator, base, models.receiver_map([ModeKeys.TRAIN]))
+        self.estimator, base, receiver_fns.receiver_map([ModeKeys.TRAIN]))
     self.assertGreater(int(os.path.basename(second[ModeKeys.TRAIN])),
                        int(os.path.basename(first[ModeKeys.PREDICT])))
     found = layout.find_layout(base)
@@ -159,7 +163,7 @@ class PerModeTest(models.ClassRootMixin, parameterized.TestCase,
   def test_serve_part_loads_without_tags(self):
     paths = per_mode.export_saved_models_per_mode(
         self.estimator, self.create_tempdir().full_path,
-        models.receiver_map())
+        receiver_fns.receiver_map())
     loaded = tf.saved_model.load(paths[ModeKeys.PREDICT])
     x = np.array([[1.0, 2.0, 3.0], [0.5, 0.0, -1.0]], np.float32)
     y = loaded.signatures['serving_default'](x=tf.constant(x))['y']
@@ -168,7 +172,7 @@ class PerModeTest(models.ClassRootMixin, parameterized.TestCase,
   def test_serve_part_in_saved_model_cli(self):
     paths = per_mode.export_saved_models_per_mode(
         self.estimator, self.create_tempdir().full_path,
-        models.receiver_map([ModeKeys.PREDICT]))
+        receiver_fns.receiver_map([ModeKeys.PREDICT]))
     result = subprocess.run(
         [sys.executable, '-m', 'tensorflow.python.tools.saved_model_cli',
          'show', '--all', '--dir', paths[ModeKeys.PREDICT]],
@@ -182,9 +186,9 @@ class PerModeTest(models.ClassRootMixin, parameterized.TestCase,
   def test_train_part_trains_from_tf1_and_tf2(self):
     paths = per_mode.export_saved_models_per_mode(
         self.estimator, self.create_tempdir().full_path,
-        models.receiver_map([ModeKeys.TRAIN]))
-    for losses in (models.train_steps(paths[ModeKeys.TRAIN], steps=10),
-                   models.tf2_train_steps(paths[ModeKeys.TRAIN], steps=10)):
+        receiver_fns.receiver_map([ModeKeys.TRAIN]))
+    for losses in (running.train_steps(paths[ModeKeys.TRAIN], steps=10),
+                   running.tf2_train_steps(paths[ModeKeys.TRAIN], steps=10)):
       self.assertLess(losses[-1], 0.7 * losses[0])
 
   def test_mixin_method(self):
@@ -192,8 +196,8 @@ class PerModeTest(models.ClassRootMixin, parameterized.TestCase,
                               estimator_cls=models.MixinEstimator)
     paths = est.export_saved_models_per_mode(
         self.create_tempdir().full_path,
-        models.receiver_map([ModeKeys.PREDICT]))
-    self.assertEqual(models.meta_graph_tags(paths[ModeKeys.PREDICT]),
+        receiver_fns.receiver_map([ModeKeys.PREDICT]))
+    self.assertEqual(running.meta_graph_tags(paths[ModeKeys.PREDICT]),
                      [['serve']])
     added = {n for n in vars(multimode_export.MultiModeExportMixin)
              if not n.startswith('__')}
@@ -211,16 +215,16 @@ class PerModeTest(models.ClassRootMixin, parameterized.TestCase,
     x = np.array([[1.0, -1.0, 2.0]], np.float32)
     if kind == layout.SHARED:
       path = export.export_all_saved_models(
-          self.estimator, base, models.receiver_map(), tags=tags)
-      self.assertEqual(models.meta_graph_tags(path),
+          self.estimator, base, receiver_fns.receiver_map(), tags=tags)
+      self.assertEqual(running.meta_graph_tags(path),
                        [['custom', 'train'], ['eval'], ['gpu', 'serve']])
       serve = train = path
     else:
       paths = per_mode.export_saved_models_per_mode(
-          self.estimator, base, models.receiver_map(), tags=tags)
+          self.estimator, base, receiver_fns.receiver_map(), tags=tags)
       serve, train = paths[ModeKeys.PREDICT], paths[ModeKeys.TRAIN]
-      self.assertEqual(models.meta_graph_tags(serve), [['gpu', 'serve']])
-      self.assertEqual(models.meta_graph_tags(paths[ModeKeys.EVAL]),
+      self.assertEqual(running.meta_graph_tags(serve), [['gpu', 'serve']])
+      self.assertEqual(running.meta_graph_tags(paths[ModeKeys.EVAL]),
                        [['eval']])
       loaded = tf.saved_model.load(serve)  # single graph: no tags needed
       self.assertAllClose(loaded.signatures['serving_default'](
@@ -228,15 +232,15 @@ class PerModeTest(models.ClassRootMixin, parameterized.TestCase,
     self.assertAllClose(_serve(serve, x, tags=('serve', 'gpu')),
                         self._expected(x))
     with self.assertRaises(RuntimeError):
-      models.tf1_load(serve, ['serve'])  # the plain tag set is not there
-    losses = models.train_steps(train, steps=5, tags=('train', 'custom'))
+      running.tf1_load(serve, ['serve'])  # the plain tag set is not there
+    losses = running.train_steps(train, steps=5, tags=('train', 'custom'))
     self.assertLess(losses[-1], losses[0])
 
   def test_tags_must_stay_distinct(self):
     with self.assertRaisesRegex(ValueError, 'distinct tag set'):
       per_mode.export_saved_models_per_mode(
           self.estimator, self.create_tempdir().full_path,
-          models.receiver_map(), tags={ModeKeys.EVAL: ['serve']})
+          receiver_fns.receiver_map(), tags={ModeKeys.EVAL: ['serve']})
 
   @parameterized.named_parameters(('shared', layout.SHARED),
                                   ('per_mode', layout.PER_MODE))
@@ -248,16 +252,16 @@ class PerModeTest(models.ClassRootMixin, parameterized.TestCase,
       base = self.create_tempdir().full_path
       if kind == layout.SHARED:
         serve_dirs[clear] = export.export_all_saved_models(
-            est, base, models.receiver_map(), clear_devices=clear)
+            est, base, receiver_fns.receiver_map(), clear_devices=clear)
       else:
         serve_dirs[clear] = per_mode.export_saved_models_per_mode(
-            est, base, models.receiver_map(), clear_devices=clear)[
+            est, base, receiver_fns.receiver_map(), clear_devices=clear)[
                 ModeKeys.PREDICT]
     # Default: placements kept, as the stock export does.
-    stock = models.stock_export(est, self.create_tempdir().full_path)
-    self.assertIn('/device:GPU:0', models.graph_devices(stock))
-    self.assertIn('/device:GPU:0', models.graph_devices(serve_dirs[False]))
-    self.assertEqual(models.graph_devices(serve_dirs[True]), [''])
+    stock = assertions.stock_export(est, self.create_tempdir().full_path)
+    self.assertIn('/device:GPU:0', running.graph_devices(stock))
+    self.assertIn('/device:GPU:0', running.graph_devices(serve_dirs[False]))
+    self.assertEqual(running.graph_devices(serve_dirs[True]), [''])
 
     # A consumer that does not soft-place, on this CPU-only host: only the
     # cleared export loads.
@@ -267,7 +271,7 @@ class PerModeTest(models.ClassRootMixin, parameterized.TestCase,
     self.addCleanup(tf.config.set_soft_device_placement, previous)
     with self.assertRaisesRegex(tf.errors.InvalidArgumentError, 'GPU'):
       _serve(serve_dirs[False], x)
-    values = models.checkpoint_values(tf.train.latest_checkpoint(
+    values = assertions.checkpoint_values(tf.train.latest_checkpoint(
         est.model_dir))
     self.assertAllClose(_serve(serve_dirs[True], x),
                         x @ values['w'] + values['b'])
@@ -288,14 +292,14 @@ class PerModeTest(models.ClassRootMixin, parameterized.TestCase,
           per_mode.export_saved_models_per_mode)
     with self.assertRaisesRegex(multimode_export.ExportDirError,
                                 f'{target.full_path}.*overwrite=True') as cm:
-      fn(self.estimator, None, models.receiver_map(),
+      fn(self.estimator, None, receiver_fns.receiver_map(),
          export_dir=target.full_path)
     self.assertEqual(cm.exception.path, target.full_path)
     self.assertEqual(os.listdir(target.full_path), ['keep.txt'])
     # Not even overwrite=True replaces something that is not an export.
     with self.assertRaisesRegex(multimode_export.ExportDirError,
                                 'is not an export'):
-      fn(self.estimator, None, models.receiver_map(),
+      fn(self.estimator, None, receiver_fns.receiver_map(),
          export_dir=target.full_path, overwrite=True)
     self.assertEqual(os.listdir(target.full_path), ['keep.txt'])
 
@@ -305,10 +309,10 @@ class PerModeTest(models.ClassRootMixin, parameterized.TestCase,
     with self.assertRaisesRegex(multimode_export.ExportDirError,
                                 'expected a directory, got the file'):
       per_mode.export_saved_models_per_mode(
-          self.estimator, None, models.receiver_map(), export_dir=afile)
+          self.estimator, None, receiver_fns.receiver_map(), export_dir=afile)
     with self.assertRaisesRegex(ValueError, 'export_dir_base: expected None'):
       per_mode.export_saved_models_per_mode(
-          self.estimator, parent.full_path, models.receiver_map(),
+          self.estimator, parent.full_path, receiver_fns.receiver_map(),
           export_dir=os.path.join(parent.full_path, 'x'))
 
   @parameterized.named_parameters(('exchange', True), ('rename_aside', False))
@@ -319,18 +323,18 @@ class PerModeTest(models.ClassRootMixin, parameterized.TestCase,
     empty = os.path.join(parent.full_path, 'empty')
     os.mkdir(empty)  # an existing empty directory needs no overwrite
     path = export.export_all_saved_models(
-        self.estimator, None, models.receiver_map(), export_dir=empty)
+        self.estimator, None, receiver_fns.receiver_map(), export_dir=empty)
     self.assertEqual(path, empty)
     self.assertEqual(layout.find_layout(empty).kind, layout.SHARED)
 
     export.export_all_saved_models(self.estimator, None,
-                                   models.receiver_map(), export_dir=target)
+                                   receiver_fns.receiver_map(), export_dir=target)
     self.assertEqual(layout.find_layout(target).kind, layout.SHARED)
     with mock.patch.object(
         target_dir, '_exchange',
         wraps=target_dir._exchange if exchange else (lambda a, b: False)):
       paths = per_mode.export_saved_models_per_mode(
-          self.estimator, None, models.receiver_map(), export_dir=target,
+          self.estimator, None, receiver_fns.receiver_map(), export_dir=target,
           overwrite=True)
     self.assertEqual(paths, {m: os.path.join(target, layout.MODE_DIRS[m])
                              for m in ALL_MODES})
@@ -338,7 +342,7 @@ class PerModeTest(models.ClassRootMixin, parameterized.TestCase,
     found = layout.find_layout(target)
     self.assertEqual((found.kind, found.versions), (layout.PER_MODE, ()))
     self.assertEqual(found.saved_model_dirs(), paths)
-    self.assertEqual(set(models.saved_variables(paths[ModeKeys.PREDICT])),
+    self.assertEqual(set(assertions.saved_variables(paths[ModeKeys.PREDICT])),
                      MODEL_VARIABLES)
     # Nothing else in the parent was touched, nothing was left behind.
     self.assertCountEqual(os.listdir(parent.full_path),
@@ -349,7 +353,7 @@ class PerModeTest(models.ClassRootMixin, parameterized.TestCase,
   def test_failed_replace_keeps_the_old_export(self):
     target = os.path.join(self.create_tempdir().full_path, 'model')
     old = export.export_all_saved_models(
-        self.estimator, None, models.receiver_map([ModeKeys.PREDICT]),
+        self.estimator, None, receiver_fns.receiver_map([ModeKeys.PREDICT]),
         export_dir=target)
     real_rename = os.rename
 
@@ -361,16 +365,16 @@ class PerModeTest(models.ClassRootMixin, parameterized.TestCase,
          mock.patch('os.rename', failing_rename):
       with self.assertRaisesRegex(multimode_export.PublishError, 'injected'):
         per_mode.export_saved_models_per_mode(
-            self.estimator, None, models.receiver_map(), export_dir=target,
+            self.estimator, None, receiver_fns.receiver_map(), export_dir=target,
             overwrite=True)
     self.assertEqual(layout.find_layout(target).kind, layout.SHARED)
-    self.assertEqual(models.meta_graph_tags(old), [['serve']])
+    self.assertEqual(running.meta_graph_tags(old), [['serve']])
     self.assertEqual(os.listdir(os.path.dirname(target)), ['model'])
 
   def test_ram_filesystem(self):
     base = f'ram://per_mode_test/{self.id()}'
     paths = per_mode.export_saved_models_per_mode(
-        self.estimator, base + '/base', models.receiver_map())
+        self.estimator, base + '/base', receiver_fns.receiver_map())
     self.assertLen({p.rsplit('/', 1)[1] for p in paths.values()}, 1)
     self.assertEqual(layout.find_layout(base + '/base').saved_model_dirs(),
                      paths)
@@ -380,12 +384,12 @@ class PerModeTest(models.ClassRootMixin, parameterized.TestCase,
 
     target = base + '/fixed'
     export.export_all_saved_models(self.estimator, None,
-                                   models.receiver_map(), export_dir=target)
+                                   receiver_fns.receiver_map(), export_dir=target)
     paths = per_mode.export_saved_models_per_mode(
-        self.estimator, None, models.receiver_map([ModeKeys.PREDICT]),
+        self.estimator, None, receiver_fns.receiver_map([ModeKeys.PREDICT]),
         export_dir=target, overwrite=True)
     self.assertEqual(tf.io.gfile.listdir(target), ['serve'])
-    self.assertEqual(models.meta_graph_tags(paths[ModeKeys.PREDICT]),
+    self.assertEqual(running.meta_graph_tags(paths[ModeKeys.PREDICT]),
                      [['serve']])
     self.assertCountEqual([n.rstrip('/') for n in tf.io.gfile.listdir(base)],
                           ['base', 'fixed'])
@@ -413,14 +417,14 @@ class PerModeTest(models.ClassRootMixin, parameterized.TestCase,
                            write_then_fail):
       with self.assertRaisesRegex(multimode_export.PublishError, 'injected'):
         per_mode.export_saved_models_per_mode(self.estimator, base,
-                                              models.receiver_map())
+                                              receiver_fns.receiver_map())
     self.assertLen(calls, 3)
     self._assert_nothing_published(base)
 
   def test_publish_failure_rolls_back_the_group(self):
     base = self.create_tempdir().full_path
     first = per_mode.export_saved_models_per_mode(
-        self.estimator, base, models.receiver_map([ModeKeys.PREDICT]))
+        self.estimator, base, receiver_fns.receiver_map([ModeKeys.PREDICT]))
     real_rename = os.rename
 
     def fail_on_serve(src, dst):
@@ -431,7 +435,7 @@ class PerModeTest(models.ClassRootMixin, parameterized.TestCase,
       with self.assertRaisesRegex(multimode_export.PublishError,
                                   'nothing published.*injected'):
         per_mode.export_saved_models_per_mode(self.estimator, base,
-                                              models.receiver_map())
+                                              receiver_fns.receiver_map())
     self.assertEqual(os.listdir(base), ['serve'])  # train/, eval/ removed
     self.assertEqual(layout.find_layout(base).saved_model_dirs(), first)
 
@@ -448,7 +452,7 @@ class PerModeTest(models.ClassRootMixin, parameterized.TestCase,
     with mock.patch.object(tf.io.gfile, 'rename', fail_on_serve_proto):
       with self.assertRaisesRegex(multimode_export.PublishError, 'injected'):
         per_mode.export_saved_models_per_mode(self.estimator, base,
-                                              models.receiver_map())
+                                              receiver_fns.receiver_map())
     # The serve proto goes last: everything else had been published...
     published = [m for m in moved if publish.STAGING_PREFIX not in m]
     self.assertLen([m for m in published if m.endswith('/saved_model.pb')],
@@ -469,8 +473,8 @@ class PerModeTest(models.ClassRootMixin, parameterized.TestCase,
         sys.path.insert(0, {os.path.join(REPO_ROOT, 'tests')!r})
         sys.path.insert(0, {REPO_ROOT!r})
         import tensorflow as tf
-        import models
-        from multimode_export import per_mode
+        from testing import models, receiver_fns
+        from multimode_export import _per_mode as per_mode
         real_rename = os.rename
         def die_on_eval(src, dst):
           if '/eval/' in str(dst):
@@ -481,7 +485,7 @@ class PerModeTest(models.ClassRootMixin, parameterized.TestCase,
                                      model_dir={self.estimator.model_dir!r},
                                      params={{}})
         per_mode.export_saved_models_per_mode(est, {base!r},
-                                              models.receiver_map())
+                                              receiver_fns.receiver_map())
         ''')
     result = subprocess.run([sys.executable, '-c', script], timeout=300,
                             capture_output=True, text=True, check=False,
@@ -492,7 +496,7 @@ class PerModeTest(models.ClassRootMixin, parameterized.TestCase,
 
     # The dead exporter's staging directory is unlocked: removed at once.
     paths = per_mode.export_saved_models_per_mode(
-        self.estimator, base, models.receiver_map([ModeKeys.PREDICT]))
+        self.estimator, base, receiver_fns.receiver_map([ModeKeys.PREDICT]))
     self.assertFalse(os.path.exists(orphan[ModeKeys.TRAIN]))
     found = layout.find_layout(base)
     self.assertEqual(found.saved_model_dirs(), paths)

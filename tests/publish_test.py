@@ -15,9 +15,12 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import tensorflow as tf
 
-import models
+from testing import faults
+from testing import models
+from testing import receiver_fns
+from testing import running
 import multimode_export
-from multimode_export import publish
+from multimode_export.publishing import _staging as publish
 
 ModeKeys = tf.estimator.ModeKeys
 FILESYSTEMS = (('local', 'local'), ('ram', 'ram'))
@@ -51,9 +54,9 @@ class PublishTest(parameterized.TestCase):
     self.addCleanup(_remove, root)
     return root + '/export'
 
-  def _export(self, base: str, modes=tuple(models.TAGS), **kwargs) -> str:
+  def _export(self, base: str, modes=tuple(receiver_fns.TAGS), **kwargs) -> str:
     return multimode_export.export_all_saved_models(
-        self.estimator, base, models.receiver_map(modes), **kwargs)
+        self.estimator, base, receiver_fns.receiver_map(modes), **kwargs)
 
   @parameterized.named_parameters(*FILESYSTEMS)
   def test_export_is_complete_when_returned(self, filesystem):
@@ -62,7 +65,7 @@ class PublishTest(parameterized.TestCase):
     # Only the version, no staging directory, and it holds everything.
     self.assertEqual(tf.io.gfile.listdir(base), [os.path.basename(path)])
     self.assertTrue(os.path.basename(path).isdigit())
-    self.assertEqual(models.load_every_tag_set(path),
+    self.assertEqual(running.load_every_tag_set(path),
                      [['eval'], ['serve'], ['train']])
     # The full export holds exactly the checkpoint's bundle.
     self.assertEqual(_read(path + '/variables/variables.index'),
@@ -75,10 +78,10 @@ class PublishTest(parameterized.TestCase):
   def test_existing_exports_are_never_touched(self, filesystem):
     base = self._base(filesystem)
     first = self._export(base)
-    before = models.snapshot(first)
+    before = faults.snapshot(first)
     second = self._export(base)
     third = self._export(base, modes=(ModeKeys.PREDICT,))
-    self.assertEqual(models.snapshot(first), before)
+    self.assertEqual(faults.snapshot(first), before)
     self.assertLess(int(os.path.basename(first)),
                     int(os.path.basename(second)))
     self.assertLess(int(os.path.basename(second)),
@@ -93,11 +96,11 @@ class PublishTest(parameterized.TestCase):
       ('ram_stream', 'ram', {'modes': (ModeKeys.PREDICT,)}),
   )
   def test_model_dir_and_checkpoint_are_unchanged(self, filesystem, kwargs):
-    before = models.snapshot(self.model_dir)
+    before = faults.snapshot(self.model_dir)
     stat = os.stat(self.checkpoint + '.data-00000-of-00001')
     path = self._export(self._base(filesystem), **kwargs)
-    models.load_every_tag_set(path)
-    self.assertEqual(models.snapshot(self.model_dir), before)
+    running.load_every_tag_set(path)
+    self.assertEqual(faults.snapshot(self.model_dir), before)
     after = os.stat(self.checkpoint + '.data-00000-of-00001')
     self.assertEqual((after.st_ino, after.st_size, after.st_mtime_ns),
                      (stat.st_ino, stat.st_size, stat.st_mtime_ns))
@@ -163,7 +166,7 @@ class PublishTest(parameterized.TestCase):
         _read(f'{base}/{claimed[0]}/variables/variables.data-00000-of-00001'),
         b'the other exporter')
     self.assertFalse(tf.io.gfile.exists(f'{base}/{claimed[0]}/saved_model.pb'))
-    self.assertEqual(models.load_every_tag_set(path),
+    self.assertEqual(running.load_every_tag_set(path),
                      [['eval'], ['serve'], ['train']])
 
   @parameterized.named_parameters(*FILESYSTEMS)

@@ -12,7 +12,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 from tensorflow.core.protobuf import saver_pb2
 
-from multimode_export import saver_spec
+from multimode_export.graph import _saver_spec as saver_spec
 
 
 def _saved_and_exported(test, build, sharded=True, **saver_kwargs):

@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from multimode_export import synthetic_inputs
+from multimode_export.checks import _synthetic_inputs as synthetic_inputs
 
 FixedLen = tf.io.FixedLenFeature
 

@@ -16,8 +16,9 @@ from typing import Dict, List, Set, Tuple
 import tensorflow as tf
 from absl.testing import absltest
 
-import models
-
+from testing import datasets
+from testing import models
+from testing import receiver_fns
 # bazel-data: //multimode_export:sources
 PACKAGE_DIR = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -27,6 +28,15 @@ PRIVATE_PREFIXES = ('tensorflow.python', 'tensorflow_estimator.python')
 
 def _is_private_module(name: str) -> bool:
   return any(name == p or name.startswith(p + '.') for p in PRIVATE_PREFIXES)
+
+
+def _package_modules() -> List[str]:
+  """Every module of the package, subpackages included, relative paths."""
+  found = []
+  for dirpath, _, filenames in os.walk(PACKAGE_DIR):
+    found.extend(os.path.relpath(os.path.join(dirpath, f), PACKAGE_DIR)
+                 for f in filenames if f.endswith('.py'))
+  return sorted(found)
 
 
 def _read(name: str) -> str:
@@ -153,8 +163,8 @@ class PrivateNamesTest(absltest.TestCase):
   def test_only_tf_private_touches_private_names(self):
     from multimode_export import _tf_private  # pylint: disable=g-import-not-at-top
     offenders = []
-    for name in sorted(os.listdir(PACKAGE_DIR)):
-      if not name.endswith('.py') or name == '_tf_private.py':
+    for name in _package_modules():
+      if name == '_tf_private.py':
         continue
       source = _read(name)
       names, attributes = private_names(source)
@@ -191,18 +201,18 @@ class HelpersWorkTest(tf.test.TestCase):
       step = _tf_private.create_global_step(estimator, graph)
       self.assertIs(step, tf.compat.v1.train.get_global_step())
       spec = _tf_private.call_model_fn(
-          estimator, {'x': tf.zeros([2, models.FEATURE_DIM])}, None,
+          estimator, {'x': tf.zeros([2, datasets.FEATURE_DIM])}, None,
           tf.estimator.ModeKeys.PREDICT)
       self.assertIsInstance(spec, tf.estimator.EstimatorSpec)
       outputs = _tf_private.export_outputs_for_mode(
           mode=spec.mode, serving_export_outputs=spec.export_outputs,
           predictions=spec.predictions)
-      receiver = models.serving_receiver_fn()()
+      receiver = receiver_fns.serving_receiver_fn()()
       self.assertIsInstance(receiver, _tf_private.ServingInputReceiver)
       signatures = _tf_private.build_all_signature_defs(
           receiver.receiver_tensors, outputs, serving_only=True)
       self.assertIn('serving_default', signatures)
-      supervised = models.supervised_receiver_fn()()
+      supervised = receiver_fns.supervised_receiver_fn()()
       self.assertIsInstance(supervised, _tf_private.SupervisedInputReceiver)
     self.assertEqual(_tf_private.TRAIN_OP_KEY, 'saved_model_train_op')
     self.assertEqual(_tf_private.EXPORT_TAG_MAP[tf.estimator.ModeKeys.EVAL],

@@ -17,12 +17,15 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 import multimode_export
-from multimode_export import export as export_lib
-from multimode_export import saved_model_writer
-from multimode_export import saver_spec
-from multimode_export import variables_transfer
-from tests import models
-
+from multimode_export import _export as export_lib
+from multimode_export.saved_model import _writer as saved_model_writer
+from multimode_export.graph import _saver_spec as saver_spec
+from multimode_export.variables import _transfer as variables_transfer
+from testing import assertions
+from testing import datasets
+from testing import models
+from testing import receiver_fns
+from testing import running
 # Under pytest absl's flags are never parsed; create_tempdir() needs them.
 if not flags.FLAGS.is_parsed():
   flags.FLAGS.mark_as_parsed()
@@ -33,12 +36,12 @@ ALL_MODES = (ModeKeys.TRAIN, ModeKeys.EVAL, ModeKeys.PREDICT)
 
 def _export(estimator, base, modes=ALL_MODES, **kwargs):
   return multimode_export.export_all_saved_models(
-      estimator, base, models.receiver_map(modes), **kwargs)
+      estimator, base, receiver_fns.receiver_map(modes), **kwargs)
 
 
 def _export_with_options(estimator, base, modes, **options):
   """Export through plan/write, for WriteOptions the facade does not expose."""
-  plan = export_lib.plan_export(estimator, base, models.receiver_map(modes))
+  plan = export_lib.plan_export(estimator, base, receiver_fns.receiver_map(modes))
   return export_lib.write_plan(plan,
                                saved_model_writer.WriteOptions(**options))
 
@@ -102,7 +105,7 @@ class _TrainedModels(models.ClassRootMixin, parameterized.TestCase):
   def assert_every_tag_set_matches(self, export_dir, expected, modes=ALL_MODES):
     """Loads each mode's tag set; its variables must equal `expected`."""
     for mode in modes:
-      loaded = models.loaded_variables(export_dir, models.TAGS[mode])
+      loaded = running.loaded_variables(export_dir, receiver_fns.TAGS[mode])
       self.assertNotEmpty(loaded)
       for name, value in loaded.items():
         self.assertIn(name, expected, f'{mode}: {name} not in the checkpoint')
@@ -135,14 +138,14 @@ class LinkTest(_TrainedModels):
         else:
           self.assertEqual(os.stat(src).st_ino, os.stat(dst).st_ino)
           self.assertGreaterEqual(os.stat(dst).st_nlink, 2)
-    expected = models.checkpoint_values(prefix)
-    self.assertSameElements(models.saved_variables(export_dir), expected)
+    expected = assertions.checkpoint_values(prefix)
+    self.assertSameElements(assertions.saved_variables(export_dir), expected)
     self.assert_every_tag_set_matches(export_dir, expected)
 
   def test_export_survives_checkpoint_deletion(self):
     est = models.train_custom(self.create_tempdir().full_path, steps=2)
     prefix = est.latest_checkpoint()
-    expected = models.checkpoint_values(prefix)
+    expected = assertions.checkpoint_values(prefix)
     export_dir = _export(est, self.create_tempdir().full_path)
     for path in _checkpoint_files(prefix):
       os.remove(path)
@@ -156,11 +159,11 @@ class LinkTest(_TrainedModels):
   def test_later_saves_do_not_change_the_export(self, sharded):
     est = models.train_custom(self.create_tempdir().full_path, steps=2)
     prefix = est.latest_checkpoint()
-    expected = models.checkpoint_values(prefix)
+    expected = assertions.checkpoint_values(prefix)
     export_dir = _export(est, self.create_tempdir().full_path)
 
     # More training writes new checkpoints next to the linked one.
-    est.train(models.input_fn(), steps=3)
+    est.train(datasets.input_fn(), steps=3)
     self.assertNotEqual(est.latest_checkpoint(), prefix)
     # A save to the very prefix that was linked. Data shards are written
     # under a temp name and renamed, so a linked one keeps the old values;
@@ -173,10 +176,10 @@ class LinkTest(_TrainedModels):
       with tf.compat.v1.Session(graph=graph) as session:
         session.run(tf.compat.v1.global_variables_initializer())
         saver.save(session, prefix, write_meta_graph=False, write_state=False)
-    np.testing.assert_array_equal(models.checkpoint_values(prefix)['b'],
+    np.testing.assert_array_equal(assertions.checkpoint_values(prefix)['b'],
                                   expected['b'] + 1)
 
-    saved = models.saved_variables(export_dir)
+    saved = assertions.saved_variables(export_dir)
     for name, value in expected.items():
       np.testing.assert_array_equal(saved[name], value, err_msg=name)
     self.assert_every_tag_set_matches(export_dir, expected)
@@ -201,7 +204,7 @@ class CopyTest(_TrainedModels):
       with open(src, 'rb') as a, open(dst, 'rb') as b:
         self.assertEqual(a.read(), b.read())
     self.assert_every_tag_set_matches(export_dir,
-                                      models.checkpoint_values(prefix))
+                                      assertions.checkpoint_values(prefix))
 
   def test_other_local_filesystem_copies(self):
     shm = '/dev/shm'
@@ -216,7 +219,7 @@ class CopyTest(_TrainedModels):
     export_dir, logs = _transfer_logs(self, lambda: _export(est, base))
     self.assertEqual(_method(logs), 'copy')
     self.assert_every_tag_set_matches(export_dir,
-                                      models.checkpoint_values(prefix))
+                                      assertions.checkpoint_values(prefix))
 
   @parameterized.named_parameters(('three_modes', ALL_MODES),
                                   ('predict_only', (ModeKeys.PREDICT,)))
@@ -234,7 +237,7 @@ class CopyTest(_TrainedModels):
     loaded = tf.saved_model.load(export_dir, tags=['serve'])
     x = np.array([[1.0, 2.0, 3.0]], np.float32)
     served = loaded.signatures['serving_default'](x=tf.constant(x))['y']
-    expected = models.checkpoint_values(prefix)
+    expected = assertions.checkpoint_values(prefix)
     np.testing.assert_allclose(served.numpy(),
                                x @ expected['w'] + expected['b'], rtol=1e-6)
     # ... and every tag set after a copy back to local disk.
@@ -259,17 +262,17 @@ class StreamTest(_TrainedModels):
                               (ModeKeys.PREDICT,)))
     self.assertEqual(_method(logs), 'stream')
     stock_dir = est.export_saved_model(self.create_tempdir().full_path,
-                                       models.serving_receiver_fn())
-    stock = models.saved_variables(stock_dir.decode('utf-8'))
-    ours = models.saved_variables(export_dir)
+                                       receiver_fns.serving_receiver_fn())
+    stock = assertions.saved_variables(stock_dir.decode('utf-8'))
+    ours = assertions.saved_variables(export_dir)
     self.assertSameElements(ours, stock)
     self.assertFalse([k for k in ours if 'Adam' in k or 'power' in k], ours)
-    self.assertIn('Adam', ' '.join(models.checkpoint_values(prefix)))
+    self.assertIn('Adam', ' '.join(assertions.checkpoint_values(prefix)))
     for name in stock:
       self.assertEqual(ours[name].dtype, stock[name].dtype)
       self.assertEqual(ours[name].tobytes(), stock[name].tobytes(), name)
     self.assert_every_tag_set_matches(export_dir,
-                                      models.checkpoint_values(prefix),
+                                      assertions.checkpoint_values(prefix),
                                       (ModeKeys.PREDICT,))
 
   @parameterized.named_parameters(('plain', 1), ('partitioned', 3))
@@ -286,11 +289,11 @@ class StreamTest(_TrainedModels):
     self.assertLen(chunks, 1, logs)
     self.assertRegex(chunks[0], r'in [3-5] chunk\(s\) of at most 8 bytes')
     self.assertEqual(
-        {k: v.tobytes() for k, v in models.saved_variables(chunked).items()},
-        {k: v.tobytes() for k, v in models.saved_variables(whole).items()})
+        {k: v.tobytes() for k, v in assertions.saved_variables(chunked).items()},
+        {k: v.tobytes() for k, v in assertions.saved_variables(whole).items()})
     self.assertFalse(tf.io.gfile.exists(
         os.path.join(chunked, 'variables', '.parts')))
-    self.assert_every_tag_set_matches(chunked, models.checkpoint_values(prefix),
+    self.assert_every_tag_set_matches(chunked, assertions.checkpoint_values(prefix),
                                       (ModeKeys.PREDICT,))
 
 
@@ -309,8 +312,8 @@ class SessionFallbackTest(_TrainedModels):
         self, lambda: _export(est, self.create_tempdir().full_path))
     self.assertEqual(_method(logs), 'session')
     self.assertTrue(any(reason in m for m in logs), logs)
-    expected = models.checkpoint_values(prefix)
-    self.assertSameElements(models.saved_variables(export_dir), expected)
+    expected = assertions.checkpoint_values(prefix)
+    self.assertSameElements(assertions.saved_variables(export_dir), expected)
     self.assert_every_tag_set_matches(export_dir, expected)
 
 
@@ -324,9 +327,9 @@ class PredictOnlyVariableTest(_TrainedModels):
         predict_only_variable=True)
 
   def _checkpoint_with_scale(self, scale):
-    values = models.checkpoint_values(self.estimator.latest_checkpoint())
+    values = assertions.checkpoint_values(self.estimator.latest_checkpoint())
     values['predict_scale'] = np.array(scale, np.float32)
-    return models.write_checkpoint(
+    return datasets.write_checkpoint(
         os.path.join(self.create_tempdir().full_path, 'model.ckpt-2'), values)
 
   @parameterized.named_parameters(('link', ALL_MODES, 'hardlink'),
@@ -337,12 +340,12 @@ class PredictOnlyVariableTest(_TrainedModels):
         self, lambda: _export(self.estimator, self.create_tempdir().full_path,
                               modes, checkpoint_path=prefix))
     self.assertEqual(_method(logs), method)
-    expected = models.checkpoint_values(prefix)
-    self.assertIn('predict_scale', models.saved_variables(export_dir))
+    expected = assertions.checkpoint_values(prefix)
+    self.assertIn('predict_scale', assertions.saved_variables(export_dir))
     self.assert_every_tag_set_matches(export_dir, expected, modes)
-    _, session, meta = models.tf1_load(export_dir, ['serve'])
+    _, session, meta = running.tf1_load(export_dir, ['serve'])
     x = np.array([[1.0, 2.0, 3.0]], np.float32)
-    served = models.run_signature(session, meta, 'serving_default', {'x': x})
+    served = running.run_signature(session, meta, 'serving_default', {'x': x})
     np.testing.assert_allclose(served['y'],
                                2.0 * (x @ expected['w'] + expected['b']),
                                rtol=1e-6)
@@ -368,9 +371,9 @@ class MismatchTest(_TrainedModels):
       ('shape', np.zeros([4, 1], np.float32), r'float32\[3, 1\].*float32\[4, 1\]'),
       ('dtype', np.zeros([3, 1], np.float64), r'float32\[3, 1\].*float64\[3, 1\]'))
   def test_wrong_variable_raises_before_writing(self, bad_w, pattern):
-    values = models.checkpoint_values(self.estimators[1].latest_checkpoint())
+    values = assertions.checkpoint_values(self.estimators[1].latest_checkpoint())
     values['w'] = bad_w
-    prefix = models.write_checkpoint(
+    prefix = datasets.write_checkpoint(
         os.path.join(self.create_tempdir().full_path, 'model.ckpt-3'), values)
     base = os.path.join(self.create_tempdir().full_path, 'export')
     with self.assertRaisesRegex(multimode_export.VariableMismatchError,

@@ -8,9 +8,13 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 import multimode_export
-from multimode_export import verification
-from tests import models
-
+from multimode_export.checks import _verification as verification
+from testing import assertions
+from testing import datasets
+from testing import faults
+from testing import models
+from testing import receiver_fns
+from testing import running
 ModeKeys = tf.estimator.ModeKeys
 
 
@@ -32,10 +36,10 @@ class VerifyGoodExportsTest(models.ClassRootMixin, parameterized.TestCase, tf.te
     custom = models.train_custom(os.path.join(cls.root, 'custom'))
     cls.exports = {
         'ours': multimode_export.export_all_saved_models(
-            custom, os.path.join(cls.root, 'ours'), models.receiver_map()),
-        'stock_custom': models.stock_export(
+            custom, os.path.join(cls.root, 'ours'), receiver_fns.receiver_map()),
+        'stock_custom': assertions.stock_export(
             custom, os.path.join(cls.root, 'stock_custom')),
-        'stock_canned': models.stock_canned_export(
+        'stock_canned': assertions.stock_canned_export(
             models.train_canned_dnn(os.path.join(cls.root, 'dnn')),
             os.path.join(cls.root, 'stock_canned')),
     }
@@ -70,7 +74,7 @@ class VerifyGoodExportsTest(models.ClassRootMixin, parameterized.TestCase, tf.te
             'global_step')
     self.assertIn(f'global_step {global_step} -> {global_step + 1}', detail)
     # In memory only: the export's variables are unchanged.
-    self.assertEqual(models.saved_variables(self.exports['ours'])[
+    self.assertEqual(assertions.saved_variables(self.exports['ours'])[
         'global_step'], global_step)
 
   def test_parsing_receiver_gets_serialized_examples(self):
@@ -100,7 +104,7 @@ class VerifyBadExportsTest(models.ClassRootMixin, tf.test.TestCase):
     super().setUpClass()
     cls.good = multimode_export.export_all_saved_models(
         models.train_custom(os.path.join(cls.root, 'model')),
-        os.path.join(cls.root, 'export'), models.receiver_map())
+        os.path.join(cls.root, 'export'), receiver_fns.receiver_map())
 
   def _copy(self):
     # copytree copies file contents: the good export's variables may be hard
@@ -111,7 +115,7 @@ class VerifyBadExportsTest(models.ClassRootMixin, tf.test.TestCase):
 
   def test_truncated_variables_data_fails_naming_a_variable(self):
     path = self._copy()
-    models.truncate_variables_data(path, keep_fraction=0.3)
+    faults.truncate_variables_data(path, keep_fraction=0.3)
     report = verification.verify(path)
     self.assertFalse(report.ok)
     variables = _check(report, 'variables')
@@ -140,7 +144,7 @@ class VerifyBadExportsTest(models.ClassRootMixin, tf.test.TestCase):
     # saver needs them, the serve graph's does not.
     path = self._copy()
     prefix = os.path.join(path, 'variables', 'variables')
-    values = models.checkpoint_values(prefix)
+    values = assertions.checkpoint_values(prefix)
     kept = {k: v for k, v in values.items() if not k.startswith('w/Adam')}
     for f in tf.io.gfile.glob(prefix + '*'):
       tf.io.gfile.remove(f)
@@ -160,7 +164,7 @@ class VerifyBadExportsTest(models.ClassRootMixin, tf.test.TestCase):
   def test_variable_with_wrong_shape(self):
     path = self._copy()
     prefix = os.path.join(path, 'variables', 'variables')
-    values = models.checkpoint_values(prefix)
+    values = assertions.checkpoint_values(prefix)
     values['b'] = np.zeros([2], np.float32)
     for f in tf.io.gfile.glob(prefix + '*'):
       tf.io.gfile.remove(f)
@@ -209,7 +213,7 @@ class VerifyLayoutsTest(models.ClassRootMixin, tf.test.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.paths = models.export_every_layout(
+    cls.paths = running.export_every_layout(
         models.train_custom(os.path.join(cls.root, 'model')), cls.root)
 
   def test_shared_base_verifies_the_newest_version(self):
@@ -237,7 +241,7 @@ class VerifyLayoutsTest(models.ClassRootMixin, tf.test.TestCase):
   def test_per_mode_fixed_export_with_a_broken_mode(self):
     path = os.path.join(self.create_tempdir().full_path, 'copy')
     shutil.copytree(self.paths['per_mode_fixed'], path)
-    models.truncate_variables_data(os.path.join(path, 'serve'),
+    faults.truncate_variables_data(os.path.join(path, 'serve'),
                                    keep_fraction=0.3)
     report = verification.verify(path, run_train_step=False)
     self.assertFalse(report.ok)
@@ -286,7 +290,7 @@ class ExportVerifyTest(tf.test.TestCase):
     base = self.create_tempdir().full_path
     est = models.train_custom(self.create_tempdir().full_path)
     path = multimode_export.export_all_saved_models(
-        est, base, models.receiver_map(), verify=True)
+        est, base, receiver_fns.receiver_map(), verify=True)
     self.assertTrue(verification.verify(path).ok)
     self.assertEqual(os.listdir(base), [os.path.basename(path)])
 
@@ -294,7 +298,7 @@ class ExportVerifyTest(tf.test.TestCase):
     base = self.create_tempdir().full_path
     est = models.train_custom(self.create_tempdir().full_path)
     paths = multimode_export.export_saved_models_per_mode(
-        est, base, models.receiver_map(), verify=True)
+        est, base, receiver_fns.receiver_map(), verify=True)
     self.assertLen(paths, 3)
     for path in paths.values():
       self.assertTrue(verification.verify(path).ok)
@@ -304,11 +308,11 @@ class ExportVerifyTest(tf.test.TestCase):
     est = tf.estimator.Estimator(
         _asserting_model_fn, model_dir=self.create_tempdir().full_path,
         params={})
-    est.train(models.input_fn(), steps=2)
+    est.train(datasets.input_fn(), steps=2)
     with self.assertRaisesRegex(multimode_export.VerificationError,
                                 'failed verification, not published') as cm:
       multimode_export.export_all_saved_models(
-          est, base, models.receiver_map(), verify=True)
+          est, base, receiver_fns.receiver_map(), verify=True)
     report = cm.exception.report
     self.assertIsInstance(report, verification.VerifyReport)
     failed = {(c.name, c.tags) for c in report.failures}
@@ -320,7 +324,7 @@ class ExportVerifyTest(tf.test.TestCase):
     with self.assertRaisesRegex(multimode_export.VerificationError,
                                 'not published'):
       multimode_export.export_saved_models_per_mode(
-          est, base, models.receiver_map(), verify=True)
+          est, base, receiver_fns.receiver_map(), verify=True)
     self.assertEqual(os.listdir(base), [])
 
 

@@ -65,7 +65,7 @@ def read_rules(build_path: str) -> List[Dict[str, object]]:
 def check(root: str) -> List[str]:
   """Every problem found under `root`, one line each (empty when all is well)."""
   problems = []
-  for package in gen_bazel.PACKAGES:
+  for package in gen_bazel.packages(root):
     files = gen_bazel.module_files(root, package)
     if not files:
       continue

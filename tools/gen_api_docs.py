@@ -80,6 +80,14 @@ def _type_name(cls: type) -> str:
   return f'{cls.__module__}.{cls.__qualname__}'
 
 
+_OWN_CLASS = re.compile(PACKAGE + r'(?:\.[A-Za-z_]\w*)*\.([A-Z]\w*)')
+
+
+def _public_class_name(match: 're.Match[str]') -> str:
+  name = match.group(1)
+  return name if hasattr(multimode_export, name) else match.group(0)
+
+
 def format_signature(name: str, sig: inspect.Signature,
                      drop_first: bool = False) -> str:
   """`name(params) -> ret`, one parameter per line when it is too long."""
@@ -111,6 +119,8 @@ def format_signature(name: str, sig: inspect.Signature,
   # (Tensor: framework.ops in 2.13, framework.tensor in 2.15): name them by
   # their public alias so the file is the same on every supported version.
   text = _TF_TENSOR.sub('tf.Tensor', text)
+  # The package's own classes by their public name, not their internal module.
+  text = _OWN_CLASS.sub(_public_class_name, text)
   if _ADDRESS.search(text):
     raise DocsError(f'{name}: a default value has a repr with a memory '
                     f'address, which would change on every run: {text}')

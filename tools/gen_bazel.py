@@ -29,8 +29,9 @@ import re
 import sys
 from typing import Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
 
-# The directories holding BUILD files, in the order they are generated.
-PACKAGES = ('multimode_export', 'tests', 'tools')
+# The top-level directories holding BUILD files; each subdirectory of theirs
+# that holds Python files is a Bazel package of its own.
+ROOTS = ('multimode_export', 'tests', 'tools')
 # The one package whose `__init__.py` is a library (the public facade).
 LIBRARY_PACKAGE = 'multimode_export'
 # Every generated package also gets this filegroup: all its files (BUILD
@@ -66,6 +67,7 @@ class Target:
   srcs: Tuple[str, ...]
   deps: Tuple[str, ...] = ()
   data: Tuple[str, ...] = ()
+  imports: Tuple[str, ...] = ()
 
 
 def default_root() -> str:
@@ -73,11 +75,25 @@ def default_root() -> str:
   return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def packages(root: str) -> List[str]:
+  """Every Bazel package under `root`: the ROOTS and their subdirectories
+  that hold Python files, as '/'-joined relative paths, parents first."""
+  found = []
+  for top in ROOTS:
+    for dirpath, dirnames, filenames in os.walk(os.path.join(root, top)):
+      dirnames[:] = sorted(d for d in dirnames
+                           if not d.startswith(('.', '_', 'bazel-')))
+      rel = os.path.relpath(dirpath, root).replace(os.sep, '/')
+      if rel == top or any(f.endswith('.py') for f in filenames):
+        found.append(rel)
+  return found
+
+
 def module_files(root: str, package: str) -> List[str]:
   """The `.py` files of `package` that get a target, sorted.
 
-  Outside the library package, `__init__.py` is skipped: it is at most an
-  empty marker there (and Bazel writes one into the runfiles by itself).
+  Except for the library's facade, `__init__.py` is skipped: it holds at most
+  a docstring there (and Bazel writes one into the runfiles by itself).
   """
   directory = os.path.join(root, package)
   if not os.path.isdir(directory):
@@ -89,7 +105,17 @@ def module_files(root: str, package: str) -> List[str]:
 
 
 def is_test_file(package: str, filename: str) -> bool:
-  return package == 'tests' and filename.endswith('_test.py')
+  return package.split('/')[0] == 'tests' and filename.endswith('_test.py')
+
+
+def _imports_attr(package: str) -> Tuple[str, ...]:
+  """`imports` of a target: a test subpackage imports helpers as
+  `from testing import models`, with `tests/` on sys.path (as under pytest,
+  whose `tests/conftest.py` puts it there)."""
+  depth = package.count('/')
+  if package.split('/')[0] == 'tests' and depth:
+    return ('/'.join(['..'] * depth),)
+  return ()
 
 
 def _facade_names(root: str) -> FrozenSet[str]:
@@ -134,6 +160,18 @@ def imported_names(path: str, package: str) -> List[Tuple[str, ...]]:
   return found
 
 
+def _find_module(base: str, parts: Sequence[str],
+                 root: str) -> Optional[Tuple[str, str]]:
+  """The longest prefix of `parts` that names a file below `base`."""
+  for end in range(len(parts), 0, -1):
+    package = '/'.join([base] + list(parts[:end - 1])) if base else '/'.join(
+        parts[:end - 1])
+    if package and os.path.isfile(
+        os.path.join(root, package, parts[end - 1] + '.py')):
+      return package, parts[end - 1]
+  return None
+
+
 def resolve(parts: Sequence[str], package: str, root: str,
             facade: FrozenSet[str]) -> Optional[Tuple[str, str]]:
   """Maps an imported module path to the (package, target name) providing it.
@@ -143,17 +181,22 @@ def resolve(parts: Sequence[str], package: str, root: str,
   `generate` warns about those).
   """
   top = parts[0]
-  if top not in PACKAGES:
-    # `import models` from a test or tool: a script's directory is on
-    # sys.path. (Python 3 has no implicit relative imports in a package.)
-    if (package != LIBRARY_PACKAGE and
-        os.path.isfile(os.path.join(root, package, top + '.py'))):
-      return package, top
+  if top not in ROOTS:
+    # `import models` or `from testing import models` from a test or tool:
+    # its own directory, or its top directory, is on sys.path. (Python 3 has
+    # no implicit relative imports in a package.)
+    if package.split('/')[0] == LIBRARY_PACKAGE:
+      return None
+    for base in (package, package.split('/')[0]):
+      found = _find_module(base, parts, root)
+      if found:
+        return found
     return None
   if len(parts) == 1:
     return (top, top) if top == LIBRARY_PACKAGE else None
-  if os.path.isfile(os.path.join(root, top, parts[1] + '.py')):
-    return top, parts[1]
+  found = _find_module('', parts, root)
+  if found:
+    return found
   if top == LIBRARY_PACKAGE and len(parts) == 2 and parts[1] in facade:
     return top, top
   return None
@@ -163,7 +206,9 @@ def _label(target: Tuple[str, str], from_package: str) -> str:
   package, name = target
   if package == from_package:
     return ':' + name
-  return '//' + package if name == package else f'//{package}:{name}'
+  if name == package.split('/')[-1]:
+    return '//' + package
+  return f'//{package}:{name}'
 
 
 def _label_order(label: str) -> Tuple[int, str]:
@@ -197,7 +242,7 @@ def build_targets(root: str, warnings: Optional[List[str]] = None
   facade = _facade_names(root)
   result = {}
   graph: Dict[Tuple[str, str], Set[Tuple[str, str]]] = {}
-  for package in PACKAGES:
+  for package in packages(root):
     targets = []
     for filename in module_files(root, package):
       path = os.path.join(root, package, filename)
@@ -208,7 +253,7 @@ def build_targets(root: str, warnings: Optional[List[str]] = None
       for parts in imported_names(path, package):
         dep = resolve(parts, package, root, facade)
         if dep is None:
-          if parts[0] in PACKAGES and warnings is not None:
+          if parts[0] in ROOTS and warnings is not None:
             warnings.append(f'{package}/{filename}: import of '
                             f'{".".join(parts)!r} matches no file')
         elif dep != me:
@@ -219,7 +264,8 @@ def build_targets(root: str, warnings: Optional[List[str]] = None
           kind=kind, name=name, srcs=(filename,),
           deps=tuple(sorted((_label(d, package) for d in deps),
                             key=_label_order)),
-          data=tuple(sorted(set(_data_labels(path)), key=_label_order))))
+          data=tuple(sorted(set(_data_labels(path)), key=_label_order)),
+          imports=_imports_attr(package)))
     if any(t.name == SOURCES_TARGET for t in targets):
       raise GenerateError(f'{package}/{SOURCES_TARGET}.py: the name '
                           f'{SOURCES_TARGET!r} is taken by the generated '
@@ -265,10 +311,17 @@ def _list_attr(attr: str, items: Sequence[str]) -> List[str]:
 def render(root: str, package: str, targets: Sequence[Target]) -> str:
   """The text of one package's BUILD file."""
   blocks = [_HEADER + '\npackage(default_visibility = ["//visibility:public"])']
+  # A package's `sources` include its subpackages' (they are Bazel packages
+  # of their own, which a glob does not cross).
+  children = [f'//{p}:{SOURCES_TARGET}' for p in packages(root)
+              if p.rsplit('/', 1)[0] == package and '/' in p]
+  srcs = '    srcs = glob(["*"]),' if not children else '\n'.join(
+      ['    srcs = glob(["*"]) + ['] + [f'        "{c}",' for c in children] +
+      ['    ],'])
   blocks.append('\n'.join([
       'filegroup(',
       f'    name = "{SOURCES_TARGET}",',
-      '    srcs = glob(["*"]),',
+      srcs,
       ')']))
   for target in targets:
     data = list(target.data)
@@ -280,6 +333,7 @@ def render(root: str, package: str, targets: Sequence[Target]) -> str:
     lines += _list_attr('srcs', target.srcs)
     lines += _list_attr('data', data)
     lines += _list_attr('deps', target.deps)
+    lines += _list_attr('imports', target.imports)
     lines.append(')')
     blocks.append('\n'.join(lines))
   return '\n\n'.join(blocks) + '\n'

@@ -1,0 +1,194 @@
+"""Building one mode's graph into a tagged MetaGraphDef.
+
+This module only builds graphs: receiver fn -> model_fn -> signatures, saver,
+main op, train op and asset collections. It reads no checkpoint value and
+writes no file; `export.py` decides what to do with the result.
+"""
+
+import dataclasses
+import os
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+from google.protobuf import any_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
+
+from multimode_export import _tf_private
+from multimode_export import errors
+from multimode_export.graph import _saver_spec as saver_spec
+
+ModeKeys = tf.estimator.ModeKeys
+
+_SUPERVISED_RECEIVERS = (_tf_private.SupervisedInputReceiver,
+                         _tf_private.UnsupervisedInputReceiver)
+_ANY_RECEIVER = _SUPERVISED_RECEIVERS + (
+    _tf_private.ServingInputReceiver, _tf_private.TensorServingInputReceiver)
+
+
+class AssetTable:
+  """Names asset files uniquely across all MetaGraphDefs of one SavedModel.
+
+  The same source file gets the same name in every mode; different files
+  with the same basename get `name_1`, `name_2`, ...
+  """
+
+  def __init__(self):
+    self._sources: Dict[str, str] = {}  # name in assets/ -> source path
+
+  def name_for(self, source: str) -> str:
+    base = os.path.basename(source)
+    name, i = base, 0
+    while name in self._sources and self._sources[name] != source:
+      i += 1
+      name = f'{base}_{i}'
+    self._sources[name] = source
+    return name
+
+  @property
+  def files(self) -> Dict[str, str]:
+    """Asset name -> source path, for everything named so far."""
+    return dict(self._sources)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModeGraph:
+  """One mode's graph, ready to be written into a SavedModel.
+
+  Attributes:
+    mode: the ModeKeys value.
+    meta_graph_def: the tagged MetaGraphDef with its signatures.
+    variables: checkpoint entries the graph's saver restores, or None when
+      the saver cannot be read from the graph (Session fallback needed).
+    graph: the live graph, kept for the Session fallback.
+    saver: the live saver, kept for the Session fallback.
+    constants: entries the saver writes from graph constants without ever
+      restoring them (a `tf.train.Checkpoint` saver's object graph).
+  """
+  mode: str
+  meta_graph_def: tf.compat.v1.MetaGraphDef
+  variables: Optional[Dict[str, saver_spec.VariableSpec]]
+  graph: tf.Graph
+  saver: tf.compat.v1.train.Saver
+  constants: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+  @property
+  def tags(self) -> Tuple[str, ...]:
+    return tuple(self.meta_graph_def.meta_info_def.tags)
+
+
+def _call_receiver(mode: str, receiver_fn):
+  try:
+    receiver = receiver_fn()
+  except Exception as e:  # pylint: disable=broad-except
+    raise errors.ReceiverError(
+        f'input_receiver_fn_map[{mode!r}] raised {type(e).__name__}: {e}',
+        mode, receiver_fn) from e
+  allowed = _SUPERVISED_RECEIVERS if mode != ModeKeys.PREDICT else _ANY_RECEIVER
+  if not isinstance(receiver, allowed):
+    hint = ''
+    if mode != ModeKeys.PREDICT and isinstance(receiver, _ANY_RECEIVER):
+      hint = (' (it has no labels: use tf.estimator.experimental.'
+              'build_raw_supervised_input_receiver_fn, or an '
+              'UnsupervisedInputReceiver for a model that trains without '
+              'labels)')
+    raise errors.ReceiverError(
+        f'input_receiver_fn_map[{mode!r}]: expected '
+        f'{" or ".join(c.__name__ for c in allowed)}, got '
+        f'{type(receiver).__name__}{hint}', mode, receiver_fn)
+  return receiver
+
+
+def _saver_for(scaffold) -> tf.compat.v1.train.Saver:
+  """The saver the model itself uses, so custom savers keep their keys."""
+  if _tf_private.is_object_checkpoint(scaffold.saver):
+    return _tf_private.saver_for_object_checkpoint(scaffold.saver)
+  return scaffold.saver or tf.compat.v1.train.Saver(sharded=True)
+
+
+def _asset_source(tensor) -> str:
+  value = tf.get_static_value(tensor)
+  # A scalar string constant comes back as a 0-d object ndarray.
+  if isinstance(value, np.ndarray) and value.shape == ():
+    value = value.item()
+  if not isinstance(value, bytes):
+    raise ValueError(f'asset path tensor {tensor.name} is not a constant '
+                     'string')
+  return value.decode('utf-8')
+
+
+def _add_loader_collections(graph: tf.Graph, spec, assets: AssetTable) -> None:
+  """Adds the collections SavedModel loaders read: assets, main op, train op."""
+  for tensor in graph.get_collection(tf.compat.v1.GraphKeys.ASSET_FILEPATHS):
+    asset_def = meta_graph_pb2.AssetFileDef(
+        filename=assets.name_for(_asset_source(tensor)))
+    asset_def.tensor_info.name = tensor.name
+    packed = any_pb2.Any()
+    packed.Pack(asset_def)
+    graph.add_to_collection(tf.compat.v1.saved_model.ASSETS_KEY, packed)
+  main_op = spec.scaffold.local_init_op
+  if main_op is None:
+    main_op = tf.compat.v1.train.Scaffold.default_local_init_op()
+  graph.add_to_collection(tf.compat.v1.saved_model.MAIN_OP_KEY, main_op)
+  if spec.train_op is not None:
+    graph.add_to_collection(_tf_private.TRAIN_OP_KEY, spec.train_op)
+
+
+def build_mode_graph(estimator, mode: str, receiver_fn, *,
+                     tags: Tuple[str, ...], assets: AssetTable,
+                     strip_default_attrs: bool = False,
+                     clear_devices: bool = False) -> ModeGraph:
+  """Builds `mode`'s graph and returns it as a tagged MetaGraphDef.
+
+  Args:
+    estimator: the tf.estimator.Estimator whose model_fn is called.
+    mode: a ModeKeys value.
+    receiver_fn: returns the InputReceiver for this mode.
+    tags: the MetaGraphDef's tag set.
+    assets: shared asset naming for the whole SavedModel.
+    strip_default_attrs: strip default-valued attributes from the graph.
+    clear_devices: drop device placements from the graph.
+
+  Returns:
+    A ModeGraph.
+
+  Raises:
+    errors.ReceiverError: the receiver fn raised or returned the wrong type.
+    errors.ModelFnError: the model_fn raised or its outputs cannot be
+      exported for this mode.
+  """
+  graph = tf.Graph()
+  with graph.as_default():
+    _tf_private.create_global_step(estimator, graph)
+    tf.compat.v1.set_random_seed(_tf_private.random_seed(estimator))
+    receiver = _call_receiver(mode, receiver_fn)
+    try:
+      spec = _tf_private.call_model_fn(
+          estimator, receiver.features, getattr(receiver, 'labels', None), mode)
+      export_outputs = _tf_private.export_outputs_for_mode(
+          mode=spec.mode, serving_export_outputs=spec.export_outputs,
+          predictions=spec.predictions, loss=spec.loss,
+          metrics=spec.eval_metric_ops)
+      signatures = _tf_private.build_all_signature_defs(
+          receiver.receiver_tensors, export_outputs,
+          getattr(receiver, 'receiver_tensors_alternatives', None),
+          serving_only=(mode == ModeKeys.PREDICT))
+    except errors.Error:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      raise errors.ModelFnError(
+          f'model_fn in mode {mode!r} failed: {type(e).__name__}: {e}',
+          mode) from e
+    saver = _saver_for(spec.scaffold)
+    _add_loader_collections(graph, spec, assets)
+    meta_graph_def = saver.export_meta_graph(
+        clear_devices=clear_devices, strip_default_attrs=strip_default_attrs)
+  meta_graph_def.meta_info_def.tags.extend(tags)
+  for key, signature in signatures.items():
+    meta_graph_def.signature_def[key].CopyFrom(signature)
+  try:
+    variables = saver_spec.required_variables(meta_graph_def)
+    constants = saver_spec.saved_constants(meta_graph_def)
+  except saver_spec.UnsupportedSaverError:
+    variables, constants = None, {}
+  return ModeGraph(mode, meta_graph_def, variables, graph, saver, constants)

@@ -1,0 +1,335 @@
+"""`MultiModeExporter`: multi-mode exports from `tf.estimator.train_and_evaluate`.
+
+    exporter = multimode_export.MultiModeExporter(
+        'multimode', {ModeKeys.TRAIN: train_receiver_fn,
+                      ModeKeys.EVAL: eval_receiver_fn,
+                      ModeKeys.PREDICT: serving_receiver_fn},
+        exports_to_keep=3)
+    tf.estimator.train_and_evaluate(
+        estimator, train_spec,
+        tf.estimator.EvalSpec(eval_input_fn, exporters=[exporter]))
+
+After each evaluation the exporter writes one SavedModel holding every
+requested mode to `<model_dir>/export/<name>/<version>`, like the stock
+`LatestExporter`, then deletes its own oldest exports beyond
+`exports_to_keep` (see `export_gc`). With a `compare_fn` it behaves like the
+stock `BestExporter`: it exports only an evaluation better than every one
+before it, including those of earlier runs of the job, read from the event
+files (see `eval_history`).
+
+With `layout='per_mode'` each export is instead one SavedModel per mode
+(`export_saved_models_per_mode`), under
+`<model_dir>/export/<name>/{train,eval,serve}/<version>`, and garbage
+collection keeps the newest `exports_to_keep` versions across the mode
+directories (`export_gc.collect_per_mode`).
+
+Which task exports (`is_exporting_task`): the evaluator (task 0), or, in a
+job without a cluster, the single process; in a training cluster only the
+chief/master. Workers and parameter servers never export, whoever calls them.
+"""
+
+import abc
+import inspect
+from typing import Callable, Iterable, Mapping, Optional
+
+import tensorflow as tf
+from absl import logging
+
+from multimode_export.saved_model import _assets_extra as assets_extra_lib
+from multimode_export import errors
+from multimode_export.integration import _eval_history as eval_history
+from multimode_export import _export as export_lib
+from multimode_export.publishing import _gc as export_gc
+from multimode_export import _filesystem as filesystem
+from multimode_export.saved_model import _layout as layout_lib
+from multimode_export.graph import _modes as modes_lib
+from multimode_export import _per_mode as per_mode
+
+_EVALUATOR = 'evaluator'
+_COMPARE_ARGS = ('best_eval_result', 'current_eval_result')
+
+
+def loss_smaller(best_eval_result: Mapping[str, float],
+                 current_eval_result: Mapping[str, float]) -> bool:
+  """A `compare_fn`: True if the current result's `loss` is smaller.
+
+  Raises:
+    ValueError: if either result has no `loss`.
+  """
+  for argument, result in (('best_eval_result', best_eval_result),
+                           ('current_eval_result', current_eval_result)):
+    if not result or 'loss' not in result:
+      raise ValueError(f"{argument}: expected a dict with a 'loss', got "
+                       f'{result!r}')
+  return float(current_eval_result['loss']) < float(best_eval_result['loss'])
+
+
+def is_exporting_task(config: tf.estimator.RunConfig) -> bool:
+  """Whether the task described by `config` may write exports.
+
+  The rule, from the RunConfig (filled from `TF_CONFIG`):
+  * `evaluator` task 0: yes. It is where `train_and_evaluate` evaluates and
+    calls exporters in a distributed job (it has no cluster_spec).
+  * no cluster_spec (a single-machine job, `MirroredStrategy` included): yes.
+  * in a training cluster: only the chief (`chief`, or `master`, which
+    evaluates in-process); never a `worker` or `ps`, so several processes
+    of one job never export into the same directory.
+
+  Args:
+    config: the estimator's `tf.estimator.RunConfig`.
+
+  Returns:
+    True if this task exports.
+  """
+  if config.task_type == _EVALUATOR:
+    return not config.task_id
+  if not config.cluster_spec:
+    return True
+  return bool(config.is_chief)
+
+
+def _check_compare_fn(compare_fn: Callable[..., bool]) -> None:
+  if not callable(compare_fn):
+    raise TypeError(f'compare_fn: expected a callable, got {compare_fn!r}')
+  try:
+    params = inspect.signature(compare_fn).parameters
+  except (TypeError, ValueError):
+    return  # a builtin or C callable: trust it
+  if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+    return
+  missing = [a for a in _COMPARE_ARGS if a not in params]
+  extra = [n for n, p in params.items() if n not in _COMPARE_ARGS and
+           p.default is p.empty and p.kind != p.VAR_POSITIONAL]
+  if missing or extra:
+    raise ValueError(
+        f'compare_fn: expected a function of (best_eval_result, '
+        f'current_eval_result), got {compare_fn!r} with parameters '
+        f'{list(params)}')
+
+
+class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
+  """Exports train, eval and serve graphs as one SavedModel after evaluations.
+
+  Use it in `tf.estimator.EvalSpec(exporters=...)`. `train_and_evaluate`
+  calls `export` after every evaluation with the evaluated checkpoint; the
+  export lands in `<model_dir>/export/<name>/<version>`.
+
+  * Latest mode (`compare_fn=None`): every call exports, then garbage
+    collection keeps the newest `exports_to_keep` exports of this exporter.
+  * Best mode (`compare_fn` given): a call exports only if `compare_fn`
+    finds its evaluation better than the best one seen, including earlier
+    runs of the job read from `event_file_pattern`, so a restarted job never
+    exports a worse model over a better one.
+
+  Only the task that should export does (`is_exporting_task`); on others
+  `export` returns None without writing anything.
+  """
+
+  def __init__(
+      self,
+      name: str,
+      input_receiver_fn_map: Mapping[str, Callable[[], object]],
+      exports_to_keep: Optional[int] = 5,
+      compare_fn: Optional[Callable[..., bool]] = None,
+      event_file_pattern: Optional[str] = 'eval/*.tfevents.*',
+      assets_extra: Optional[Mapping] = None,
+      as_text: bool = False,
+      *,
+      strip_default_attrs: bool = False,
+      allow_links: bool = True,
+      clear_devices: bool = False,
+      tags: Optional[Mapping[str, Iterable[str]]] = None,
+      verify: bool = False,
+      layout: str = layout_lib.SHARED):
+    """Creates the exporter; validates every argument.
+
+    Args:
+      name: directory name under `<model_dir>/export/`, unique among the
+        EvalSpec's exporters.
+      input_receiver_fn_map: `tf.estimator.ModeKeys` value -> receiver fn,
+        as for `multimode_export.export_all_saved_models`.
+      exports_to_keep: how many of this exporter's newest exports to keep,
+        or None to never delete any.
+      compare_fn: None for latest mode; else
+        `compare_fn(best_eval_result, current_eval_result) -> bool`, True if
+        the current result is better (e.g. `loss_smaller`).
+      event_file_pattern: glob relative to `model_dir` of the evaluator's
+        event files, read in best mode to remember the best result across
+        restarts; None forgets it on restart (the first evaluation of a run
+        is then always exported).
+      assets_extra: optional dict of destination -> source file for
+        `assets.extra/`.
+      as_text: write `saved_model.pbtxt` instead of `saved_model.pb`.
+      strip_default_attrs: see `export_all_saved_models`.
+      allow_links: see `export_all_saved_models`.
+      clear_devices: see `export_all_saved_models`; useful when the training
+        graph placed variables on parameter servers.
+      tags: optional mode -> tag set, see `export_all_saved_models`.
+      verify: load and run every tag set before publishing.
+      layout: `'shared'` (one SavedModel holding every mode, in
+        `<export_path>/<version>`) or `'per_mode'` (one SavedModel per mode,
+        in `<export_path>/{train,eval,serve}/<version>`).
+
+    Raises:
+      TypeError: an argument has the wrong type.
+      ValueError: `name` is empty, `exports_to_keep` is not positive,
+        `compare_fn` has the wrong parameters, `tags` is malformed, or
+        `layout` is neither 'shared' nor 'per_mode'.
+      InvalidModeError, ReceiverError, AssetsExtraError: as
+        `export_all_saved_models` would raise for these arguments.
+    """
+    if not isinstance(name, str) or not name:
+      raise ValueError(f'name: expected a non-empty str, got {name!r}')
+    if '/' in name or name in ('.', '..'):
+      raise ValueError(f"name: expected a directory name without '/', got "
+                       f'{name!r}')
+    receivers = modes_lib.normalize_receiver_map(input_receiver_fn_map)
+    if exports_to_keep is not None and (
+        isinstance(exports_to_keep, bool) or
+        not isinstance(exports_to_keep, int) or exports_to_keep <= 0):
+      raise ValueError(f'exports_to_keep: expected a positive int or None, got '
+                       f'{exports_to_keep!r}')
+    if compare_fn is not None:
+      _check_compare_fn(compare_fn)
+    if layout not in (layout_lib.SHARED, layout_lib.PER_MODE):
+      raise ValueError(f"layout: expected 'shared' or 'per_mode', got "
+                       f'{layout!r}')
+    if event_file_pattern is not None and (
+        not isinstance(event_file_pattern, str) or not event_file_pattern):
+      raise ValueError(f'event_file_pattern: expected a non-empty str or None, '
+                       f'got {event_file_pattern!r}')
+    # pylint: disable=protected-access
+    export_lib._check_tags(tags, receivers)  # the export's own tag validation
+    # pylint: enable=protected-access
+    assets_extra_lib.normalize(assets_extra)
+
+    self._name = name
+    self._receivers = receivers
+    self._exports_to_keep = exports_to_keep
+    self._compare_fn = compare_fn
+    self._event_file_pattern = event_file_pattern
+    self._assets_extra = dict(assets_extra) if assets_extra else None
+    self._tags = ({m: tuple(t) for m, t in tags.items()}
+                  if tags is not None else None)
+    self._export_options = dict(
+        as_text=as_text, strip_default_attrs=strip_default_attrs,
+        allow_links=allow_links, clear_devices=clear_devices, tags=self._tags,
+        verify=verify)
+    self._layout = layout
+    self._own_tag_sets = export_gc.tag_sets(
+        modes_lib.tags_for(m, self._tags) for m in receivers)
+    # Per-mode layout: mode directory -> its one tag set, publishing order.
+    self._own_tag_sets_by_dir = {
+        layout_lib.MODE_DIRS[m]: export_gc.tag_sets(
+            [modes_lib.tags_for(m, self._tags)])
+        for m in modes_lib.MODE_ORDER if m in receivers}
+    # Best mode: the model_dir whose history was read, and the best result.
+    self._history_dir: Optional[str] = None
+    self._best_eval_result: Optional[Mapping[str, object]] = None
+
+  @property
+  def name(self) -> str:
+    """The exporter's name: exports go to `<model_dir>/export/<name>/`."""
+    return self._name
+
+  @property
+  def layout(self) -> str:
+    """`'shared'` or `'per_mode'`: how each export is laid out."""
+    return self._layout
+
+  @property
+  def best_eval_result(self) -> Optional[Mapping[str, object]]:
+    """Best mode: the best evaluation result seen so far, or None."""
+    return self._best_eval_result
+
+  def export(self, estimator, export_path, checkpoint_path, eval_result,
+             is_the_final_export) -> Optional[str]:
+    """Exports `checkpoint_path` if this task should and the result merits it.
+
+    Args:
+      estimator: the `tf.estimator.Estimator` being trained.
+      export_path: the export directory base, `<model_dir>/export/<name>`.
+      checkpoint_path: the evaluated checkpoint, which is exported.
+      eval_result: the metrics of its evaluation (a dict).
+      is_the_final_export: whether training has ended (unused: every
+        evaluation is a candidate).
+
+    Returns:
+      The new export's path as `str`, or None if nothing was exported. With
+      `layout='per_mode'`, the path of the mode published last (`serve`
+      when PREDICT is exported).
+
+    Raises:
+      multimode_export.ExportError: the export failed (nothing published).
+    """
+    del is_the_final_export
+    if not is_exporting_task(estimator.config):
+      logging.info('Exporter %r: task %s:%s does not export.', self._name,
+                   estimator.config.task_type, estimator.config.task_id)
+      return None
+    if self._compare_fn is not None and not self._is_better(estimator,
+                                                            eval_result):
+      logging.info('Exporter %r: the evaluation is not better than the best '
+                   '%s; no export.', self._name, self._best_eval_result)
+      return None
+    export = (export_lib.export_all_saved_models
+              if self._layout == layout_lib.SHARED else
+              per_mode.export_saved_models_per_mode)
+    try:
+      path = export(
+          estimator, export_path, self._receivers,
+          assets_extra=self._assets_extra, checkpoint_path=checkpoint_path,
+          **self._export_options)
+    except errors.CheckpointNotFoundError as e:
+      # The chief's checkpoint GC can delete an evaluated checkpoint before
+      # its export; a later evaluation brings the next one.
+      logging.warning('Exporter %r: checkpoint %s is gone, skipping: %s',
+                      self._name, checkpoint_path, e)
+      return None
+    if isinstance(path, dict):  # per-mode: {mode: path}, in MODE_ORDER
+      path = [path[m] for m in modes_lib.MODE_ORDER if m in path][-1]
+    if self._compare_fn is not None:
+      self._best_eval_result = dict(eval_result)
+    self.garbage_collect(export_path)
+    return path
+
+  def garbage_collect(self, export_path) -> Optional[export_gc.GcResult]:
+    """Deletes this exporter's exports beyond `exports_to_keep`.
+
+    Only numbered versions holding a SavedModel with exactly this
+    exporter's tag sets are candidates (see `export_gc`); with
+    `layout='per_mode'`, a version's modes are kept or deleted together
+    (`export_gc.collect_per_mode`).
+
+    Returns:
+      The `GcResult`, or None when `exports_to_keep` is None.
+    """
+    if self._exports_to_keep is None:
+      return None
+    try:
+      if self._layout == layout_lib.PER_MODE:
+        return export_gc.collect_per_mode(
+            filesystem.as_str(export_path), self._own_tag_sets_by_dir,
+            self._exports_to_keep)
+      return export_gc.collect(filesystem.as_str(export_path),
+                               self._own_tag_sets, self._exports_to_keep)
+    except tf.errors.OpError as e:
+      logging.warning('Exporter %r: garbage collection of %s failed: %s',
+                      self._name, export_path, e)
+      return None
+
+  def _is_better(self, estimator, eval_result) -> bool:
+    model_dir = estimator.model_dir
+    if self._history_dir != model_dir:
+      self._history_dir = model_dir
+      self._best_eval_result = None
+      if self._event_file_pattern:
+        self._best_eval_result = eval_history.best_previous_result(
+            model_dir, self._event_file_pattern, self._compare_fn,
+            current=eval_result)
+        logging.info('Exporter %r: best previous evaluation: %s', self._name,
+                     self._best_eval_result)
+    if self._best_eval_result is None:
+      return True
+    return bool(self._compare_fn(best_eval_result=self._best_eval_result,
+                                 current_eval_result=eval_result))

@@ -1,0 +1,156 @@
+"""Finding the checkpoint to export and reading its metadata.
+
+Only the checkpoint's index is read here (keys, dtypes, shapes, shard
+files); no tensor value is loaded.
+"""
+
+import dataclasses
+from typing import Dict, Tuple
+
+import tensorflow as tf
+
+from multimode_export import _tf_private
+from multimode_export.variables import _bundle_index as bundle_index
+from multimode_export import errors
+from multimode_export import _filesystem as filesystem
+from multimode_export.graph import _saver_spec as saver_spec
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointInfo:
+  """A readable checkpoint and what it holds.
+
+  Attributes:
+    prefix: the checkpoint prefix, e.g. '/m/model.ckpt-100'.
+    variables: key -> (dtype name, full shape).
+    files: the index and data shard paths (V2 format), index first; empty
+      for a V1-format checkpoint.
+  """
+  prefix: str
+  variables: Dict[str, Tuple[str, Tuple[int, ...]]]
+  files: Tuple[str, ...]
+
+  @property
+  def total_bytes(self) -> int:
+    return sum(tf.io.gfile.stat(f).length for f in self.files)
+
+
+def _exists(prefix: str) -> bool:
+  return (tf.io.gfile.exists(prefix + '.index') or
+          (tf.io.gfile.exists(prefix) and not tf.io.gfile.isdir(prefix)))
+
+
+def resolve(estimator, checkpoint_path=None) -> str:
+  """The checkpoint prefix to export, following the stock export's rules.
+
+  Args:
+    estimator: the Estimator being exported.
+    checkpoint_path: a prefix or a directory (str, bytes or PathLike), or
+      None for the latest checkpoint in `model_dir`, falling back to the
+      warm-start checkpoint.
+
+  Returns:
+    A checkpoint prefix that exists.
+
+  Raises:
+    errors.CheckpointNotFoundError: naming every place looked at.
+  """
+  searched = []
+  candidates = []
+  if checkpoint_path is not None and filesystem.as_str(checkpoint_path):
+    candidates.append(filesystem.as_str(checkpoint_path))
+  else:
+    candidates.append(estimator.model_dir)
+    warm = _tf_private.warm_start_checkpoint(estimator)
+    if warm:
+      candidates.append(filesystem.as_str(warm))
+  for candidate in candidates:
+    searched.append(candidate)
+    if tf.io.gfile.isdir(candidate):
+      latest = tf.train.latest_checkpoint(candidate)
+      if latest and _exists(latest):
+        return latest
+    elif _exists(candidate):
+      return candidate
+  raise errors.CheckpointNotFoundError(searched)
+
+
+def open_reader(prefix: str):
+  """A CheckpointReader for `prefix`, on any filesystem.
+
+  Raises:
+    errors.CheckpointReadError: if the index is unreadable.
+  """
+  try:
+    # Not tf.train.load_checkpoint: it first asks whether `prefix` is a
+    # directory, which ram:// answers yes for any prefix of a file name.
+    return tf.compat.v1.train.NewCheckpointReader(prefix)
+  except (tf.errors.OpError, ValueError) as e:
+    raise errors.CheckpointReadError(prefix, str(e).strip()) from e
+
+
+def read(prefix: str) -> CheckpointInfo:
+  """Reads a checkpoint's index: its keys, dtypes, shapes and files.
+
+  Raises:
+    errors.CheckpointReadError: if the index is unreadable or corrupt, or a
+      data shard is missing or shorter than the index says.
+  """
+  reader = open_reader(prefix)
+  shapes = reader.get_variable_to_shape_map()
+  dtypes = reader.get_variable_to_dtype_map()
+  variables = {k: (dtypes[k].name, tuple(shapes[k])) for k in shapes}
+  files: Tuple[str, ...] = ()
+  if tf.io.gfile.exists(prefix + '.index'):
+    files = (prefix + '.index',) + _data_files(prefix)
+  return CheckpointInfo(prefix, variables, files)
+
+
+def _data_files(prefix: str) -> Tuple[str, ...]:
+  """The data shards the index names, checked against the index's extents.
+
+  Reads only the index (see `bundle_index`) and the shards' sizes, so a
+  missing, truncated or shortened shard is found before anything is written.
+  """
+  index = prefix + '.index'
+  try:
+    header, entries = bundle_index.read(index)
+  except (bundle_index.IndexFormatError, tf.errors.OpError) as e:
+    raise errors.CheckpointReadError(prefix, f'index {index!r}: {e}') from e
+  count = header.num_shards
+  shards = tuple(f'{prefix}.data-{i:05d}-of-{count:05d}' for i in range(count))
+  missing = [s for s in shards if not tf.io.gfile.exists(s)]
+  if missing:
+    raise errors.CheckpointReadError(
+        prefix, f'data shard(s) missing: {", ".join(map(repr, missing))} '
+        f'(the index names {count})')
+  for shard_id, needed in sorted(bundle_index.shard_extents(entries).items()):
+    if shard_id >= count:
+      raise errors.CheckpointReadError(
+          prefix, f'index {index!r} points into shard {shard_id} of {count}')
+    size = tf.io.gfile.stat(shards[shard_id]).length
+    if size < needed:
+      raise errors.CheckpointReadError(
+          prefix, f'data shard {shards[shard_id]!r} is truncated: {size} '
+          f'bytes, the index needs {needed}')
+  return shards
+
+
+def check_mode_variables(mode: str, needed: Dict[str, saver_spec.VariableSpec],
+                         checkpoint: CheckpointInfo) -> None:
+  """Checks from metadata that `checkpoint` has what `mode`'s graph restores.
+
+  Raises:
+    errors.MissingVariablesError: keys the graph restores are not there.
+    errors.VariableMismatchError: a key's dtype or shape differs.
+  """
+  missing = [k for k in needed if k not in checkpoint.variables]
+  if missing:
+    raise errors.MissingVariablesError(mode, missing, checkpoint.prefix)
+  for name, spec in sorted(needed.items()):
+    dtype, shape = checkpoint.variables[name]
+    if spec.dtype != dtype or (spec.shape is not None and spec.shape != shape):
+      raise errors.VariableMismatchError(
+          mode, name, (spec.dtype, spec.shape), (dtype, shape),
+          checkpoint.prefix)
+

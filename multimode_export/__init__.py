@@ -20,8 +20,8 @@ _compat.check_tensorflow()
 from multimode_export._export import export_all_saved_models
 from multimode_export._per_mode import export_saved_models_per_mode
 from multimode_export.checks._inspection import inspect
-from multimode_export.checks._verification import CheckResult
-from multimode_export.checks._verification import VerifyReport
+from multimode_export.checks._report import CheckResult
+from multimode_export.checks._report import VerifyReport
 from multimode_export.checks._verification import verify
 from multimode_export.errors import AssetsExtraError
 from multimode_export.errors import CheckpointNotFoundError

@@ -13,42 +13,36 @@ receive optimizer slots.
 
 Every mode of one export has the same version, so `<export_dir_base>/serve`
 can be handed as-is to a model server that polls for numbered versions. See
-`publish.Staging.publish_group` for what a poller may see, and `layout` for
+`publishing/_group` for what a poller may see, and `publishing/_layout` for
 telling the two layouts apart.
 """
 
 from typing import Callable, Dict, Iterable, Mapping, Optional
 
 import tensorflow as tf
-from google.protobuf import any_pb2
 
-from multimode_export import _tf_private
 from multimode_export import _export as export_lib
 from multimode_export import _filesystem as filesystem
-from multimode_export.saved_model import _layout as layout
+from multimode_export import _options
+from multimode_export import _plan
 from multimode_export.graph import _builder as mode_graph
-from multimode_export.publishing import _staging as publish
-from multimode_export.saved_model import _writer as saved_model_writer
 from multimode_export.publishing import _fixed_dir as target_dir
+from multimode_export.publishing import _layout as layout
+from multimode_export.publishing import _staging as publish
+from multimode_export.saved_model import _format as saved_model_format
+from multimode_export.saved_model import _writer as saved_model_writer
 
 
 def _assets_of(graph: mode_graph.ModeGraph,
                assets: Dict[str, str]) -> Dict[str, str]:
   """The entries of the export-wide asset table this graph refers to."""
-  names = set()
-  collection = graph.meta_graph_def.collection_def.get(
-      tf.compat.v1.saved_model.ASSETS_KEY)
-  if collection is not None:
-    for packed in collection.any_list.value:
-      asset = tf.compat.v1.MetaGraphDef.AssetFileDef()
-      any_pb2.Any.Unpack(packed, asset)
-      names.add(asset.filename)
+  names = {a.filename
+           for a in saved_model_format.asset_file_defs(graph.meta_graph_def)}
   return {name: source for name, source in assets.items() if name in names}
 
 
-def write_plan_per_mode(plan: export_lib.ExportPlan,
-                        options: saved_model_writer.WriteOptions,
-                        verify: bool = False) -> Dict[str, str]:
+def write_plan_per_mode(plan: _plan.ExportPlan,
+                        options: _options.ExportOptions) -> Dict[str, str]:
   """Stages one SavedModel per planned mode and publishes them as a group.
 
   Returns:
@@ -56,9 +50,10 @@ def write_plan_per_mode(plan: export_lib.ExportPlan,
 
   Raises:
     errors.PublishError: writing or publishing failed; nothing is published.
-    errors.VerificationError: `verify` was set and a mode failed it.
+    errors.VerificationError: `options.verify` was set and a mode failed it.
   """
   base = plan.export_dir_base
+  write_options = export_lib.write_options(plan, options)
   publish.remove_stale_staging(base)
   names = {g.mode: layout.MODE_DIRS[g.mode] for g in plan.graphs}
   with publish.open_staging(base) as staging:
@@ -68,8 +63,8 @@ def write_plan_per_mode(plan: export_lib.ExportPlan,
         tf.io.gfile.makedirs(path)
         saved_model_writer.write_saved_model(
             path, [graph], plan.checkpoint, _assets_of(graph, plan.assets),
-            plan.assets_extra, options)
-      if verify:
+            plan.assets_extra, write_options)
+      if options.verify:
         export_lib.verify_staged(path)
     if plan.export_dir is not None:
       target_dir.publish_to(staging, plan.export_dir, plan.overwrite)
@@ -84,19 +79,19 @@ def write_plan_per_mode(plan: export_lib.ExportPlan,
 
 
 def export_saved_models_per_mode(
-    estimator,
-    export_dir_base,
+    estimator: tf.compat.v1.estimator.Estimator,
+    export_dir_base: Optional[filesystem.PathLike],
     input_receiver_fn_map: Mapping[str, Callable[[], object]],
-    assets_extra: Optional[Mapping] = None,
+    assets_extra: Optional[Mapping[str, filesystem.PathLike]] = None,
     as_text: bool = False,
-    checkpoint_path=None,
+    checkpoint_path: Optional[filesystem.PathLike] = None,
     strip_default_attrs: bool = False,
     *,
     allow_links: bool = True,
     clear_devices: bool = False,
     tags: Optional[Mapping[str, Iterable[str]]] = None,
     verify: bool = False,
-    export_dir=None,
+    export_dir: Optional[filesystem.PathLike] = None,
     overwrite: bool = False,
 ) -> Dict[str, str]:
   """Exports each requested mode as its own single-graph SavedModel.
@@ -119,7 +114,7 @@ def export_saved_models_per_mode(
   back and nothing stays published.
 
   With `export_dir=`, the modes are published together as
-  `<export_dir>/<mode dir>/` in one step instead (see `target_dir`).
+  `<export_dir>/<mode dir>/` in one step instead (see `publishing/_fixed_dir`).
 
   Args:
     estimator: a `tf.estimator.Estimator`.
@@ -146,12 +141,7 @@ def export_saved_models_per_mode(
   Raises:
     The errors of `export_all_saved_models`.
   """
-  plan = export_lib.plan_export(
-      estimator, export_dir_base, input_receiver_fn_map,
-      assets_extra=assets_extra, checkpoint_path=checkpoint_path,
-      strip_default_attrs=strip_default_attrs, clear_devices=clear_devices,
-      tags=tags, export_dir=export_dir, overwrite=overwrite)
-  options = saved_model_writer.WriteOptions(
-      as_text=as_text, allow_links=allow_links,
-      session_config=_tf_private.session_config(estimator))
-  return write_plan_per_mode(plan, options, verify)
+  options = _options.ExportOptions.from_arguments(locals())
+  plan = _plan.plan_export(estimator, export_dir_base, input_receiver_fn_map,
+                           options)
+  return write_plan_per_mode(plan, options)

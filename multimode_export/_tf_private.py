@@ -10,7 +10,7 @@ same names exist in 2.13 and 2.14.
 """
 
 import contextlib
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import tensorflow as tf
 
@@ -21,21 +21,16 @@ from tensorflow_estimator.python.estimator.export import export_lib
 # name-based Saver over its frozen saveables (2.13-2.15).
 from tensorflow.python.checkpoint import checkpoint as _trackable_util
 from tensorflow.python.checkpoint import graph_view as _graph_view
-# The collection the SavedModel loaders read the train op from; it has no
-# public name in tf.compat.v1.saved_model (2.13-2.15).
-from tensorflow.python.saved_model import constants as _saved_model_constants
 # Running the raw checkpoint I/O ops eagerly even when the caller disabled v2
 # behaviour (2.13-2.15).
 from tensorflow.python.eager import context as _context
 
-EXPORT_TAG_MAP = export_lib.EXPORT_TAG_MAP
 export_outputs_for_mode = export_lib.export_outputs_for_mode
 build_all_signature_defs = export_lib.build_all_signature_defs
 SupervisedInputReceiver = export_lib.SupervisedInputReceiver
 UnsupervisedInputReceiver = export_lib.UnsupervisedInputReceiver
 ServingInputReceiver = export_lib.ServingInputReceiver
 TensorServingInputReceiver = export_lib.TensorServingInputReceiver
-TRAIN_OP_KEY = _saved_model_constants.TRAIN_OP_KEY
 
 # Names the test checks, as (object, attribute) pairs resolved lazily.
 ESTIMATOR_PRIVATE_ATTRIBUTES = (
@@ -47,7 +42,8 @@ ESTIMATOR_PRIVATE_ATTRIBUTES = (
 )
 
 
-def call_model_fn(estimator: Any, features, labels, mode: str):
+def call_model_fn(estimator: Any, features: Any, labels: Any,
+                  mode: str) -> Any:
   """Calls the estimator's model_fn the way Estimator itself does.
 
   `Estimator._call_model_fn` passes only the arguments the model_fn accepts
@@ -58,7 +54,7 @@ def call_model_fn(estimator: Any, features, labels, mode: str):
       features=features, labels=labels, mode=mode, config=estimator.config)
 
 
-def create_global_step(estimator: Any, graph: tf.Graph):
+def create_global_step(estimator: Any, graph: tf.Graph) -> tf.Variable:
   """Creates the global step the way the estimator would (2.13-2.15)."""
   return estimator._create_and_assert_global_step(graph)  # pylint: disable=protected-access
 
@@ -68,7 +64,7 @@ def random_seed(estimator: Any) -> Optional[int]:
   return estimator._config.tf_random_seed  # pylint: disable=protected-access
 
 
-def session_config(estimator: Any):
+def session_config(estimator: Any) -> Optional[Any]:
   """The estimator's tf.compat.v1.ConfigProto, or None (2.13-2.15)."""
   return estimator._session_config  # pylint: disable=protected-access
 
@@ -97,7 +93,7 @@ def saver_for_object_checkpoint(checkpoint: Any) -> tf.compat.v1.train.Saver:
 
 
 @contextlib.contextmanager
-def eager_mode():
+def eager_mode() -> Iterator[None]:
   """Runs the enclosed ops eagerly, also under disable_v2_behavior()."""
   with _context.eager_mode():
     yield

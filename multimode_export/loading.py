@@ -23,6 +23,7 @@ from typing import Dict, Iterator, Mapping, Sequence, Tuple, Union
 
 import tensorflow as tf
 from google.protobuf import text_format
+from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
 # tf.estimator.ModeKeys values -> the tag set multimode_export writes.
@@ -52,7 +53,8 @@ def _tag_set(tags: Tags) -> Tuple[str, ...]:
   return tags
 
 
-def read_meta_graph(export_dir: str, tags: Tags):
+def read_meta_graph(export_dir: str, tags: Tags
+                   ) -> meta_graph_pb2.MetaGraphDef:
   """The MetaGraphDef of `export_dir` whose tag set is exactly `tags`.
 
   Raises:

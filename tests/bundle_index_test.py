@@ -6,9 +6,9 @@ from absl.testing import absltest
 import numpy as np
 import tensorflow as tf
 
+from multimode_export import errors
 from multimode_export.variables import _bundle_index as bundle_index
 from multimode_export.variables import _checkpoint as checkpoint
-from multimode_export import errors
 
 
 def _save(prefix: str, tensors) -> None:

@@ -20,11 +20,11 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import absltest
 
+from multimode_export import _export as export
+from multimode_export import _per_mode as per_mode
 from testing import assertions
 from testing import models
 from testing import receiver_fns
-from multimode_export import _export as export
-from multimode_export import _per_mode as per_mode
 
 ModeKeys = tf.estimator.ModeKeys
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -26,8 +26,8 @@ from absl.testing import absltest
 from absl.testing import flagsaver
 
 import multimode_export
-from multimode_export.integration import _cli as cli
 from multimode_export.checks import _inspection as inspection
+from multimode_export.integration import _cli as cli
 from testing import faults
 from testing import models
 from testing import receiver_fns
@@ -41,7 +41,9 @@ def _install(prefix: str) -> str:
   source tree, and a stale build/lib would be installed with it.
   """
   source = os.path.join(os.path.dirname(prefix), 'source')
-  shutil.copytree(os.path.join(SOURCE_ROOT, 'multimode_export'),
+  # The package under test: the checkout's, or the installed wheel's when
+  # the suite runs from outside the source tree.
+  shutil.copytree(os.path.dirname(multimode_export.__file__),
                   os.path.join(source, 'multimode_export'),
                   ignore=shutil.ignore_patterns('__pycache__', 'BUILD'))
   for name in ('setup.py', 'README.md'):

@@ -70,7 +70,7 @@ class ApiDocsTest(absltest.TestCase):
 
   def test_signatures_and_sections_are_rendered(self):
     text = read_api_md()
-    self.assertIn('multimode_export.export_all_saved_models(\n    estimator,',
+    self.assertIn('multimode_export.export_all_saved_models(\n    estimator: ',
                   text)
     self.assertIn('    *,\n    allow_links: bool = True,', text)
     self.assertIn('class multimode_export.InvalidModeError(Error, ValueError)',

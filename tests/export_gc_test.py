@@ -1,4 +1,4 @@
-"""Tests for multimode_export.export_gc on local disk and ram://."""
+"""Tests for publishing/_gc.py (garbage collection) on local disk and ram://."""
 
 import uuid
 
@@ -9,6 +9,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from multimode_export.publishing import _gc as export_gc
 from multimode_export.publishing import _staging as publish
+from multimode_export.saved_model import _format
 
 OWN = export_gc.tag_sets([['train'], ['eval'], ['serve']])
 
@@ -62,7 +63,7 @@ class ExportGcTest(parameterized.TestCase):
     self.assertEqual(_names(base), sorted([
         '250', '300', '50', '60', '70', '80', 'notes',
         f'{publish.STAGING_PREFIX}host-1-abc']))
-    self.assertEqual(export_gc.read_tag_sets(f'{base}/300'), OWN)
+    self.assertEqual(_format.read_tag_sets(f'{base}/300'), OWN)
 
   @parameterized.named_parameters(('local', 'local'), ('ram', 'ram'))
   def test_orders_versions_numerically(self, fs):
@@ -90,7 +91,7 @@ class ExportGcTest(parameterized.TestCase):
     _write_saved_model(f'{base}/2', [['train'], ['eval'], ['serve']])
     with tf.io.gfile.GFile(f'{base}/1/saved_model.pb', 'wb') as f:
       f.write(b'\xff\xff\xff not a proto')
-    self.assertIsNone(export_gc.read_tag_sets(f'{base}/1'))
+    self.assertIsNone(_format.read_tag_sets(f'{base}/1'))
     export_gc.collect(base, OWN, keep=1)
     self.assertEqual(_names(base), ['1', '2'])
 

@@ -6,8 +6,8 @@ import tensorflow as tf
 
 import multimode_export
 from multimode_export.checks import _inspection as inspection
-from multimode_export.saved_model import _reader as saved_model_reader
 from multimode_export.graph import _saver_spec as saver_spec
+from multimode_export.saved_model import _format
 from testing import assertions
 from testing import models
 from testing import receiver_fns
@@ -154,7 +154,7 @@ class InspectLayoutsTest(models.ClassRootMixin, tf.test.TestCase):
 
 
 def _meta_graph(export_dir, tags):
-  for meta in saved_model_reader.read_saved_model(export_dir).meta_graphs:
+  for meta in _format.read_saved_model(export_dir).meta_graphs:
     if sorted(meta.meta_info_def.tags) == sorted(tags):
       return meta
   raise AssertionError(tags)

@@ -130,10 +130,11 @@ class NormalizeReceiverMapTest(parameterized.TestCase):
 class TagsTest(absltest.TestCase):
 
   def test_default_tags_match_the_stock_export(self):
-    from multimode_export import _tf_private  # pylint: disable=g-import-not-at-top
+    # The stock map has no public name (checked on TF 2.13-2.15).
+    from tensorflow_estimator.python.estimator.export import export_lib  # pylint: disable=g-import-not-at-top
     for mode in ALL:
       self.assertEqual(list(modes.tags_for(mode)),
-                       list(_tf_private.EXPORT_TAG_MAP[mode]))
+                       list(export_lib.EXPORT_TAG_MAP[mode]))
 
   def test_custom_tags_take_precedence(self):
     self.assertEqual(modes.tags_for(ModeKeys.EVAL, {ModeKeys.EVAL: ['x']}),

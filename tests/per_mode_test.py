@@ -17,19 +17,19 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
+import multimode_export
+from multimode_export import _export as export
+from multimode_export import _per_mode as per_mode
+from multimode_export.publishing import _fixed_dir as target_dir
+from multimode_export.publishing import _layout as layout
+from multimode_export.publishing import _staging as publish
+from multimode_export.saved_model import _writer as saved_model_writer
+from multimode_export.variables import _checkpoint as checkpoint_lib
 from testing import assertions
 from testing import datasets
 from testing import models
 from testing import receiver_fns
 from testing import running
-import multimode_export
-from multimode_export.variables import _checkpoint as checkpoint_lib
-from multimode_export import _export as export
-from multimode_export.saved_model import _layout as layout
-from multimode_export import _per_mode as per_mode
-from multimode_export.publishing import _staging as publish
-from multimode_export.saved_model import _writer as saved_model_writer
-from multimode_export.publishing import _fixed_dir as target_dir
 
 ModeKeys = tf.estimator.ModeKeys
 ALL_MODES = (ModeKeys.TRAIN, ModeKeys.EVAL, ModeKeys.PREDICT)
@@ -154,7 +154,7 @@ class PerModeTest(models.ClassRootMixin, parameterized.TestCase,
 
   def test_find_layout_rejects_non_exports(self):
     empty = self.create_tempdir().full_path
-    with self.assertRaisesRegex(multimode_export.ExportDirError,
+    with self.assertRaisesRegex(multimode_export.NotASavedModelError,
                                 'holds no export'):
       layout.find_layout(empty)
 

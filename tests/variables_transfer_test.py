@@ -18,7 +18,8 @@ from absl.testing import parameterized
 
 import multimode_export
 from multimode_export import _export as export_lib
-from multimode_export.saved_model import _writer as saved_model_writer
+from multimode_export import _options as options_lib
+from multimode_export import _plan as plan_lib
 from multimode_export.graph import _saver_spec as saver_spec
 from multimode_export.variables import _transfer as variables_transfer
 from testing import assertions
@@ -40,10 +41,11 @@ def _export(estimator, base, modes=ALL_MODES, **kwargs):
 
 
 def _export_with_options(estimator, base, modes, **options):
-  """Export through plan/write, for WriteOptions the facade does not expose."""
-  plan = export_lib.plan_export(estimator, base, receiver_fns.receiver_map(modes))
-  return export_lib.write_plan(plan,
-                               saved_model_writer.WriteOptions(**options))
+  """Export through plan/write, for options the facade does not expose."""
+  options = options_lib.ExportOptions(**options)
+  plan = plan_lib.plan_export(estimator, base,
+                              receiver_fns.receiver_map(modes), options)
+  return export_lib.write_plan(plan, options)
 
 
 def _checkpoint_files(prefix):

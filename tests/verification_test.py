@@ -314,7 +314,7 @@ class ExportVerifyTest(tf.test.TestCase):
       multimode_export.export_all_saved_models(
           est, base, receiver_fns.receiver_map(), verify=True)
     report = cm.exception.report
-    self.assertIsInstance(report, verification.VerifyReport)
+    self.assertIsInstance(report, multimode_export.VerifyReport)
     failed = {(c.name, c.tags) for c in report.failures}
     self.assertEqual(failed, {('tf1_signature:serving_default', ('serve',)),
                               ('tf2_signature:serving_default', ('serve',))})

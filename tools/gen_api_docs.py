@@ -43,6 +43,8 @@ _ITEM = re.compile(
     r'(?:\s*,\s*[A-Za-z_][\w.]*)*):(?:\s+(.*))?$')
 # A repr holding a memory address would change on every run.
 _TF_TENSOR = re.compile(r'tensorflow\.python(?:\.\w+)*\.Tensor\b')
+_TF_ESTIMATOR = re.compile(
+    r'tensorflow_estimator\.python(?:\.\w+)*\.Estimator\b')
 _ADDRESS = re.compile(r' at 0x[0-9a-fA-F]+')
 
 
@@ -119,6 +121,8 @@ def format_signature(name: str, sig: inspect.Signature,
   # (Tensor: framework.ops in 2.13, framework.tensor in 2.15): name them by
   # their public alias so the file is the same on every supported version.
   text = _TF_TENSOR.sub('tf.Tensor', text)
+  # Annotated with the v1 base class, which every Estimator subclasses.
+  text = _TF_ESTIMATOR.sub('tf.compat.v1.estimator.Estimator', text)
   # The package's own classes by their public name, not their internal module.
   text = _OWN_CLASS.sub(_public_class_name, text)
   if _ADDRESS.search(text):

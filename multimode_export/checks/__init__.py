@@ -1,4 +1,4 @@
-"""Checks of a written export: `inspect` (reads only) and `verify` (loads and runs).
+"""Checks of a written export: `inspect` (reads only), `verify` (loads, runs).
 
 Internal: the public API is the `multimode_export` package itself.
 """

@@ -11,12 +11,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from multimode_export.variables import _checkpoint as checkpoint
-from multimode_export import errors
 from multimode_export import _filesystem as filesystem
-from multimode_export.saved_model import _layout as layout
-from multimode_export.saved_model import _reader as saved_model_reader
+from multimode_export import errors
+from multimode_export.checks import _wording as wording
 from multimode_export.graph import _saver_spec as saver_spec
+from multimode_export.publishing import _layout as layout
+from multimode_export.saved_model import _format
+from multimode_export.variables import _checkpoint as checkpoint
 
 _MAX_LISTED_VARIABLES = 50
 
@@ -135,13 +136,13 @@ def _meta_graph(meta_graph_def) -> MetaGraphSummary:
   except saver_spec.UnsupportedSaverError:
     restored = None
   return MetaGraphSummary(
-      tags=saved_model_reader.tags_of(meta_graph_def),
+      tags=_format.tags_of(meta_graph_def),
       num_ops=len(meta_graph_def.graph_def.node),
       signatures=signatures,
-      train_ops=saved_model_reader.collection_names(
-          meta_graph_def, saved_model_reader.TRAIN_OP_COLLECTION),
-      main_ops=saved_model_reader.main_op_names(meta_graph_def),
-      assets=saved_model_reader.asset_files(meta_graph_def),
+      train_ops=_format.collection_names(
+          meta_graph_def, _format.TRAIN_OP_COLLECTION),
+      main_ops=_format.main_op_names(meta_graph_def),
+      assets=_format.asset_files(meta_graph_def),
       restored=restored)
 
 
@@ -156,9 +157,9 @@ def _nbytes(dtype: tf.dtypes.DType, shape: Sequence[int]) -> Optional[int]:
 
 def _variables(export_dir: str, meta_graphs: Sequence[MetaGraphSummary]):
   """(variables, files, error) of `variables/`, from its index only."""
-  if not saved_model_reader.has_variables(export_dir):
+  if not _format.has_variables(export_dir):
     return (), (), None
-  prefix = saved_model_reader.variables_prefix(export_dir)
+  prefix = _format.variables_prefix(export_dir)
   try:
     reader = checkpoint.open_reader(prefix)
   except errors.CheckpointReadError as e:
@@ -193,7 +194,7 @@ def _assets_extra(export_dir: str) -> Tuple[str, ...]:
   return tuple(sorted(found))
 
 
-def summarize(export_dir) -> ExportSummary:
+def summarize(export_dir: filesystem.PathLike) -> ExportSummary:
   """Reads what a SavedModel holds, without loading it.
 
   Args:
@@ -206,7 +207,7 @@ def summarize(export_dir) -> ExportSummary:
     errors.NotASavedModelError: `export_dir` holds no readable SavedModel.
   """
   export_dir = filesystem.as_str(export_dir)
-  saved_model = saved_model_reader.read_saved_model(export_dir)
+  saved_model = _format.read_saved_model(export_dir)
   meta_graphs = tuple(_meta_graph(m) for m in saved_model.meta_graphs)
   variables, files, error = _variables(export_dir, meta_graphs)
   return ExportSummary(export_dir, meta_graphs, variables, files, error,
@@ -225,10 +226,6 @@ def human_bytes(count: Optional[int]) -> str:
   raise AssertionError('unreachable')
 
 
-def _count(number: int, noun: str) -> str:
-  return f'{number} {noun}' + ('' if number == 1 else 's')
-
-
 def _tags_text(tags: Sequence[str]) -> str:
   return '[' + ','.join(tags) + ']'
 
@@ -242,7 +239,7 @@ def _table(rows: Sequence[Sequence[str]], indent: str) -> List[str]:
 def _format_meta_graph(meta: MetaGraphSummary, total_variables: int
                       ) -> List[str]:
   lines = [f'MetaGraphDef {_tags_text(meta.tags)}: {meta.num_ops} ops, '
-           f'{_count(len(meta.signatures), "signature")}']
+           f'{wording.count(len(meta.signatures), "signature")}']
   restored = ('saver not readable from the graph' if meta.restored is None
               else f'{len(meta.restored)} of {total_variables}')
   lines.append(f'  train op: {", ".join(meta.train_ops) or "-"}    '
@@ -268,9 +265,9 @@ def _format_variables(summary: ExportSummary,
     return ['variables/: none']
   total = sum(v.nbytes or 0 for v in summary.variables)
   on_disk = sum(size for _, size in summary.variables_files)
-  lines = [f'variables/: {_count(len(summary.variables), "variable")}, '
+  lines = [f'variables/: {wording.count(len(summary.variables), "variable")}, '
            f'{human_bytes(total)} of tensors, {human_bytes(on_disk)} in '
-           f'{_count(len(summary.variables_files), "file")}']
+           f'{wording.count(len(summary.variables_files), "file")}']
   groups: Dict[Tuple[Tuple[str, ...], ...], List[VariableSummary]] = {}
   for variable in summary.variables:
     groups.setdefault(variable.used_by, []).append(variable)
@@ -308,7 +305,7 @@ def format_summary(summary: ExportSummary,
     Multi-line text, no trailing newline.
   """
   lines = [f'SavedModel {summary.export_dir}: '
-           f'{_count(len(summary.meta_graphs), "MetaGraphDef")} ' +
+           f'{wording.count(len(summary.meta_graphs), "MetaGraphDef")} ' +
            ' '.join(_tags_text(m.tags) for m in summary.meta_graphs), '']
   for meta in summary.meta_graphs:
     lines.extend(_format_meta_graph(meta, len(summary.variables)))
@@ -320,7 +317,7 @@ def format_summary(summary: ExportSummary,
   return '\n'.join(lines)
 
 
-def inspect(export_dir) -> str:
+def inspect(export_dir: filesystem.PathLike) -> str:
   """A readable table of every tag set, signature and variable of an export.
 
   `export_dir` may be a SavedModel directory or any path
@@ -341,11 +338,11 @@ def inspect(export_dir) -> str:
       and no export of either layout.
   """
   export_dir = filesystem.as_str(export_dir)
-  if layout.is_saved_model(export_dir):
+  if _format.is_saved_model(export_dir):
     return format_summary(summarize(export_dir))
   try:
     found, version, dirs = layout.newest_export(export_dir)
-  except errors.ExportDirError:
+  except errors.NotASavedModelError:
     return format_summary(summarize(export_dir))  # says why it is none
   if not dirs:
     raise errors.NotASavedModelError(

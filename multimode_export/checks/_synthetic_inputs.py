@@ -19,6 +19,10 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import tensor_shape_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
+
+from multimode_export.graph import _graph_def as graph_def_lib
 
 DEFAULT_BATCH_SIZE = 2
 
@@ -47,15 +51,11 @@ class ExampleFeature:
   num_values: int
 
 
-def _node_name(tensor_name: str) -> str:
-  return tensor_name.lstrip('^').split(':')[0]
-
-
 def _const_strings(node) -> List[str]:
-  if node is None or node.op != 'Const':
-    raise UnsupportedInputError('parse keys are not constants')
-  values = tf.make_ndarray(node.attr['value'].tensor)
-  return [v.decode('utf-8') for v in np.asarray(values).reshape(-1)]
+  try:
+    return graph_def_lib.const_strings(node)
+  except ValueError as e:
+    raise UnsupportedInputError(f'parse keys are not constants: {e}') from e
 
 
 def _num_values(shape_proto) -> int:
@@ -80,13 +80,16 @@ def _parse_features(node, nodes) -> List[ExampleFeature]:
   ragged_types = types('ragged_value_types')
   if node.op == 'ParseExampleV2':
     # inputs: serialized, names, sparse_keys, dense_keys, ragged_keys, ...
-    sparse_keys = _const_strings(nodes.get(_node_name(node.input[2])))
-    dense_keys = _const_strings(nodes.get(_node_name(node.input[3])))
-    ragged_keys = _const_strings(nodes.get(_node_name(node.input[4])))
+    sparse_keys = _const_strings(
+        nodes.get(graph_def_lib.node_name(node.input[2])))
+    dense_keys = _const_strings(
+        nodes.get(graph_def_lib.node_name(node.input[3])))
+    ragged_keys = _const_strings(
+        nodes.get(graph_def_lib.node_name(node.input[4])))
   elif node.op == 'ParseExample':
     # inputs: serialized, names, sparse_keys x Nsparse, dense_keys x Ndense, ...
     num_sparse, num_dense = attr['Nsparse'].i, attr['Ndense'].i
-    keys = [_const_strings(nodes.get(_node_name(i)))[0]
+    keys = [_const_strings(nodes.get(graph_def_lib.node_name(i)))[0]
             for i in node.input[2:2 + num_sparse + num_dense]]
     sparse_keys, dense_keys, ragged_keys = (keys[:num_sparse],
                                             keys[num_sparse:], [])
@@ -107,12 +110,12 @@ class GraphIndex:
   """Nodes and consumers of one GraphDef, for finding an input's parser."""
 
   def __init__(self, graph_def):
-    self.nodes = {n.name: n for n in graph_def.node}
+    self.nodes = graph_def_lib.node_index(graph_def)
     self.consumers = collections.defaultdict(list)
     for node in graph_def.node:
       for inp in node.input:
         if not inp.startswith('^'):
-          self.consumers[_node_name(inp)].append(node)
+          self.consumers[graph_def_lib.node_name(inp)].append(node)
 
   def example_features(self, tensor_name: str
                       ) -> Optional[List[ExampleFeature]]:
@@ -126,7 +129,7 @@ class GraphIndex:
       UnsupportedInputError: a parser was found but its keys are not
         readable constants.
     """
-    frontier = [(_node_name(tensor_name), 0)]
+    frontier = [(graph_def_lib.node_name(tensor_name), 0)]
     seen = set()
     parsers = []
     while frontier:
@@ -162,7 +165,8 @@ def make_example(features: Iterable[ExampleFeature]) -> bytes:
   return example.SerializeToString()
 
 
-def feed_shape(tensor_shape_proto, batch_size: int) -> Tuple[int, ...]:
+def feed_shape(tensor_shape_proto: tensor_shape_pb2.TensorShapeProto,
+               batch_size: int) -> Tuple[int, ...]:
   """A concrete shape for a signature input: batch first, others 1."""
   shape = tf.TensorShape(tensor_shape_proto)
   if shape.rank is None:
@@ -173,7 +177,8 @@ def feed_shape(tensor_shape_proto, batch_size: int) -> Tuple[int, ...]:
       for i, d in enumerate(dims))
 
 
-def signature_feeds(signature_def, graph: GraphIndex,
+def signature_feeds(signature_def: meta_graph_pb2.SignatureDef,
+                    graph: GraphIndex,
                     batch_size: int = DEFAULT_BATCH_SIZE
                    ) -> Dict[str, np.ndarray]:
   """Synthetic values for every input of a SignatureDef.
@@ -216,7 +221,7 @@ def signature_feeds(signature_def, graph: GraphIndex,
   return feeds
 
 
-def describe(signature_def, graph: GraphIndex,
+def describe(signature_def: meta_graph_pb2.SignatureDef, graph: GraphIndex,
              feeds: Mapping[str, np.ndarray]) -> str:
   """'x: float32[2,3], examples: 2 tf.Example(age,x)' style summary."""
   parts = []

@@ -37,151 +37,33 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from multimode_export import _tf_private
-from multimode_export.variables import _checkpoint as checkpoint
-from multimode_export import errors
 from multimode_export import _filesystem as filesystem
-from multimode_export.saved_model import _layout as layout
-from multimode_export.saved_model import _reader as saved_model_reader
-from multimode_export.graph import _saver_spec as saver_spec
+from multimode_export import _tf_private
+from multimode_export import errors
+from multimode_export.checks import _report as report_lib
 from multimode_export.checks import _synthetic_inputs as synthetic_inputs
+from multimode_export.checks import _wording as wording
+from multimode_export.graph import _saver_spec as saver_spec
+from multimode_export.publishing import _layout as layout
+from multimode_export.saved_model import _format
+from multimode_export.variables import _checkpoint as checkpoint
 
 _TRAINING_METHOD = 'tensorflow/supervised/training'
 # SavedModels written by tf.saved_model.save keep their init op here.
 _INIT_OP_SIGNATURE_KEY = '__saved_model_init_op'
-_DETAIL_LIMIT = 300
-
-
-class _CheckFailed(Exception):
-  """A check found a problem; the message is the report's detail."""
-
-
-@dataclasses.dataclass(frozen=True)
-class CheckResult:
-  """The outcome of one check.
-
-  Attributes:
-    name: the check, e.g. 'tf1_load' or 'tf2_signature:serving_default'.
-    tags: the tag set of the MetaGraphDef checked; () for the whole export.
-    ok: whether the check passed.
-    detail: what was checked and seen, or why it failed.
-  """
-  name: str
-  tags: Tuple[str, ...]
-  ok: bool
-  detail: str
-
-
-@dataclasses.dataclass(frozen=True)
-class VerifyReport:
-  """The result of `verify`: every check run, in order.
-
-  Attributes:
-    export_dir: the SavedModel directory verified.
-    checks: the checks, whole-export checks first, then per tag set.
-  """
-  export_dir: str
-  checks: Tuple[CheckResult, ...]
-
-  @property
-  def ok(self) -> bool:
-    """True when at least one check ran and every check passed."""
-    return bool(self.checks) and all(c.ok for c in self.checks)
-
-  @property
-  def failures(self) -> Tuple[CheckResult, ...]:
-    """The checks that failed."""
-    return tuple(c for c in self.checks if not c.ok)
-
-  def __str__(self) -> str:
-    failed = len(self.failures)
-    if self.ok:
-      head = f'PASSED: all {len(self.checks)} checks of {self.export_dir}'
-    else:
-      head = (f'FAILED: {failed} of {len(self.checks)} checks of '
-              f'{self.export_dir}')
-    tag_texts = [','.join(c.tags) or '*' for c in self.checks]
-    tag_width = max([len(t) for t in tag_texts] + [4])
-    name_width = max([len(c.name) for c in self.checks] + [5])
-    lines = [head, f'  {"":4}  {"tags":{tag_width}}  {"check":{name_width}}  '
-             'detail']
-    for check, tags in zip(self.checks, tag_texts):
-      status = 'ok' if check.ok else 'FAIL'
-      lines.append(f'  {status:4}  {tags:{tag_width}}  {check.name:{name_width}}'
-                   f'  {check.detail}')
-    return '\n'.join(lines)
-
-
-# Lines of a TF runtime error message that say where, not what.
-_NOISE_PREFIXES = ('Graph execution error', 'Detected at node', 'Node:',
-                   '[[', 'File ', 'defined at', 'Traceback')
-
-
-def _error_line(message: str) -> str:
-  """The line of an error message that says what went wrong."""
-  lines = [l.strip() for l in str(message).splitlines() if l.strip()]
-  useful = [l for l in lines if not l.startswith(_NOISE_PREFIXES)]
-  line = useful[0] if useful else (lines[0] if lines else '')
-  node = next((l[len('Node:'):].strip() for l in lines
-               if l.startswith('Node:')), None)
-  return f'{line} (node {node})' if node and node not in line else line
-
-
-def _count(number: int, noun: str) -> str:
-  return f'{number} {noun}' + ('' if number == 1 else 's')
-
-
-def _describe_error(e: BaseException) -> str:
-  """'TypeName: what went wrong', clipped."""
-  if isinstance(e, _CheckFailed):
-    text = str(e)
-  else:
-    message = e.message if isinstance(e, tf.errors.OpError) else str(e)
-    line = _error_line(message)
-    text = f'{type(e).__name__}: {line}' if line else type(e).__name__
-  if len(text) > _DETAIL_LIMIT:
-    text = text[:_DETAIL_LIMIT - 3] + '...'
-  return text
-
-
-class _Recorder:
-  """Runs checks, turning any exception into a failed CheckResult."""
-
-  def __init__(self):
-    self.results: List[CheckResult] = []
-
-  def run(self, name: str, tags: Tuple[str, ...],
-          check: Callable[[], str]) -> bool:
-    try:
-      detail = check()
-      ok = True
-    except Exception as e:  # pylint: disable=broad-except
-      # A verifier reports whatever goes wrong; it must not stop at the first
-      # unexpected error type.
-      detail = _describe_error(e)
-      ok = False
-      logging.debug('check %s %s failed', name, tags, exc_info=True)
-    logging.info('%s [%s] %s: %s', 'ok' if ok else 'FAIL', ','.join(tags),
-                 name, detail)
-    self.results.append(CheckResult(name, tags, ok, detail))
-    return ok
-
-  def fail(self, name: str, tags: Tuple[str, ...], detail: str) -> None:
-    logging.info('FAIL [%s] %s: %s', ','.join(tags), name, detail)
-    self.results.append(CheckResult(name, tags, False, detail))
-
 
 def _check_variables(export_dir: str
                     ) -> Tuple[str, Optional[Dict[str, Tuple[str, tuple]]]]:
   """Reads every tensor of variables/; returns (detail, key -> dtype/shape)."""
-  if not saved_model_reader.has_variables(export_dir):
+  if not _format.has_variables(export_dir):
     return 'no variables/variables.index (a graph without variables)', None
-  prefix = saved_model_reader.variables_prefix(export_dir)
+  prefix = _format.variables_prefix(export_dir)
   try:
     reader = checkpoint.open_reader(prefix)
   except errors.CheckpointReadError as e:
-    raise _CheckFailed(
-        f'variables/ unreadable: {_describe_error(e.__cause__)}') from e
+    raise report_lib.CheckFailed(
+        'variables/ unreadable: '
+        f'{report_lib.describe_error(e.__cause__)}') from e
   shapes = reader.get_variable_to_shape_map()
   dtypes = reader.get_variable_to_dtype_map()
   total = 0
@@ -190,11 +72,11 @@ def _check_variables(export_dir: str
       total += np.asarray(reader.get_tensor(key)).nbytes
     except Exception as e:  # pylint: disable=broad-except
       # A short data file raises IndexError, a bad checksum DataLossError.
-      raise _CheckFailed(f'variable {key!r} unreadable: '
-                         f'{_describe_error(e)}') from e
+      raise report_lib.CheckFailed(f'variable {key!r} unreadable: '
+                                   f'{report_lib.describe_error(e)}') from e
   variables = {k: (dtypes[k].name, tuple(shapes[k])) for k in shapes}
-  return (f'{_count(len(variables), "variable")} readable, {total} bytes of tensor '
-          'data',
+  return (f'{wording.count(len(variables), "variable")} readable, '
+          f'{total} bytes of tensor data',
           variables)
 
 
@@ -206,8 +88,9 @@ def _check_saver(meta_graph_def, variables) -> str:
   except saver_spec.UnsupportedSaverError as e:
     return f'saver not readable from the graph ({e}); the loads check it'
   if variables is None:
-    raise _CheckFailed(f'the saver restores {len(needed)} variables but the '
-                       'export has no variables/')
+    raise report_lib.CheckFailed(
+        f'the saver restores {len(needed)} variables but the export has no '
+        'variables/')
   problems = []
   for name, spec in sorted(needed.items()):
     if name not in variables:
@@ -221,19 +104,21 @@ def _check_saver(meta_graph_def, variables) -> str:
   if problems:
     shown = '; '.join(problems[:5])
     more = f' and {len(problems) - 5} more' if len(problems) > 5 else ''
-    raise _CheckFailed(f'{len(problems)} of {len(needed)} restored variables '
-                       f'do not match: {shown}{more}')
-  return (f'{_count(len(needed), "restored variable")} present, dtypes and '
-          'shapes match')
+    raise report_lib.CheckFailed(
+        f'{len(problems)} of {len(needed)} restored variables do not match: '
+        f'{shown}{more}')
+  return (f'{wording.count(len(needed), "restored variable")} present, '
+          'dtypes and shapes match')
 
 
 def _check_assets(export_dir: str, meta_graph_def) -> str:
-  assets = saved_model_reader.asset_files(meta_graph_def)
+  assets = _format.asset_files(meta_graph_def)
   missing = [name for _, name in assets if not tf.io.gfile.exists(
       filesystem.join(export_dir, tf.saved_model.ASSETS_DIRECTORY, name))]
   if missing:
-    raise _CheckFailed(f'missing under assets/: {", ".join(missing)}')
-  return f'{_count(len(assets), "asset file")} present'
+    raise report_lib.CheckFailed(
+        f'missing under assets/: {", ".join(missing)}')
+  return f'{wording.count(len(assets), "asset file")} present'
 
 
 def _check_output_shapes(signature_def, values: Dict[str, object]) -> None:
@@ -241,8 +126,9 @@ def _check_output_shapes(signature_def, values: Dict[str, object]) -> None:
     expected = tf.TensorShape(signature_def.outputs[key].tensor_shape)
     actual = np.shape(value)
     if not expected.is_compatible_with(actual):
-      raise _CheckFailed(f'output {key!r} has shape {list(actual)}, the '
-                         f'signature says {expected}')
+      raise report_lib.CheckFailed(
+          f'output {key!r} has shape {list(actual)}, the signature says '
+          f'{expected}')
 
 
 def _named_outputs(signature_def) -> Dict[str, str]:
@@ -256,7 +142,7 @@ def _run_tf1_signature(session, signature_def, feeds, index) -> str:
   _check_output_shapes(signature_def, values)
   inputs = synthetic_inputs.describe(signature_def, index, feeds)
   return (f'{signature_def.method_name or "no method"}: '
-          f'{inputs or "no inputs"} -> {_count(len(values), "output")}')
+          f'{inputs or "no inputs"} -> {wording.count(len(values), "output")}')
 
 
 def _run_tf2_signature(function, signature_def, feeds) -> str:
@@ -266,7 +152,7 @@ def _run_tf2_signature(function, signature_def, feeds) -> str:
   values = {k: v.numpy() for k, v in outputs.items()
             if k in signature_def.outputs and hasattr(v, 'numpy')}
   _check_output_shapes(signature_def, values)
-  return f'ran -> {_count(len(outputs), "output")}'
+  return f'ran -> {wording.count(len(outputs), "output")}'
 
 
 def _training_signature_key(meta_graph_def) -> Optional[str]:
@@ -297,9 +183,10 @@ class _Graph:
     return self.meta_graph_def.signature_def
 
 
-def _prepare(export_dir: str, meta_graph_def, recorder: _Recorder) -> _Graph:
+def _prepare(export_dir: str, meta_graph_def,
+             recorder: report_lib.Recorder) -> _Graph:
   """Builds feeds per signature; one none can be built for is reported."""
-  tags = saved_model_reader.tags_of(meta_graph_def)
+  tags = _format.tags_of(meta_graph_def)
   index = synthetic_inputs.GraphIndex(meta_graph_def.graph_def)
   feeds = {}
   for key in sorted(meta_graph_def.signature_def):
@@ -316,13 +203,13 @@ def _prepare(export_dir: str, meta_graph_def, recorder: _Recorder) -> _Graph:
 
 def _run_train_step(session, graph: _Graph) -> str:
   train_ops = session.graph.get_collection(
-      saved_model_reader.TRAIN_OP_COLLECTION)
+      _format.TRAIN_OP_COLLECTION)
   key = _training_signature_key(graph.meta_graph_def)
   feed, loss = {}, None
   if key is not None:
     signature_def = graph.signatures[key]
     if key not in graph.feeds:
-      raise _CheckFailed(f'no synthetic inputs for signature {key!r}')
+      raise report_lib.CheckFailed(f'no synthetic inputs for signature {key!r}')
     feed = {signature_def.inputs[k].name: v
             for k, v in graph.feeds[key].items()}
     if 'loss' in signature_def.outputs:
@@ -333,7 +220,7 @@ def _run_train_step(session, graph: _Graph) -> str:
   if loss is not None:
     fetches['loss'] = loss
   values = session.run(fetches, feed)
-  parts = [f'ran {_count(len(train_ops), "train op")}' +
+  parts = [f'ran {wording.count(len(train_ops), "train op")}' +
            (f' on the inputs of {key!r}' if key else '')]
   if loss is not None:
     value = float(np.asarray(values['loss']))
@@ -345,7 +232,7 @@ def _run_train_step(session, graph: _Graph) -> str:
 
 
 def _verify_tf1(graph: _Graph, run_train_step: bool,
-                recorder: _Recorder) -> None:
+                recorder: report_lib.Recorder) -> None:
   tf_graph = tf.Graph()
   with tf.compat.v1.Session(graph=tf_graph) as session:
 
@@ -353,8 +240,9 @@ def _verify_tf1(graph: _Graph, run_train_step: bool,
       with tf_graph.as_default():
         tf.compat.v1.saved_model.loader.load(session, list(graph.tags),
                                              graph.export_dir)
+      signatures = set(graph.signatures) - {_INIT_OP_SIGNATURE_KEY}
       return (f'{len(tf_graph.get_operations())} ops, '
-              f'{_count(len(set(graph.signatures) - {_INIT_OP_SIGNATURE_KEY}), "signature")}')
+              f'{wording.count(len(signatures), "signature")}')
 
     if not recorder.run('tf1_load', graph.tags, load):
       return
@@ -363,20 +251,20 @@ def _verify_tf1(graph: _Graph, run_train_step: bool,
                    lambda k=key: _run_tf1_signature(
                        session, graph.signatures[k], graph.feeds[k],
                        graph.index))
-    train_ops = saved_model_reader.collection_names(
-        graph.meta_graph_def, saved_model_reader.TRAIN_OP_COLLECTION)
+    train_ops = _format.collection_names(
+        graph.meta_graph_def, _format.TRAIN_OP_COLLECTION)
     if train_ops and run_train_step:
       recorder.run('train_step', graph.tags,
                    lambda: _run_train_step(session, graph))
 
 
-def _load_and_run_tf2(graph: _Graph, recorder: _Recorder) -> None:
+def _load_and_run_tf2(graph: _Graph, recorder: report_lib.Recorder) -> None:
   holder = {}
 
   def load():
     holder['loaded'] = tf.saved_model.load(graph.export_dir,
                                            tags=list(graph.tags))
-    return _count(len(holder['loaded'].signatures), 'signature')
+    return wording.count(len(holder['loaded'].signatures), 'signature')
 
   if not recorder.run('tf2_load', graph.tags, load):
     return
@@ -387,7 +275,7 @@ def _load_and_run_tf2(graph: _Graph, recorder: _Recorder) -> None:
                      signatures[k], graph.signatures[k], graph.feeds[k]))
 
 
-def _verify_tf2(graph: _Graph, recorder: _Recorder) -> None:
+def _verify_tf2(graph: _Graph, recorder: report_lib.Recorder) -> None:
   # Eager even when the caller disabled v2 behaviour: tf.saved_model.load
   # needs it.
   with _tf_private.eager_mode():
@@ -395,7 +283,8 @@ def _verify_tf2(graph: _Graph, recorder: _Recorder) -> None:
   gc.collect()  # Frees the loaded variables before the next tag set.
 
 
-def verify(export_dir, *, run_train_step: bool = True) -> VerifyReport:
+def verify(export_dir: filesystem.PathLike, *,
+           run_train_step: bool = True) -> report_lib.VerifyReport:
   """Loads and runs every MetaGraphDef of an export; reports each check.
 
   Never raises for a broken export: every problem is a failed check in the
@@ -433,44 +322,45 @@ def verify(export_dir, *, run_train_step: bool = True) -> VerifyReport:
   except TypeError as e:
     raise TypeError('export_dir: expected str, bytes or os.PathLike, got '
                     f'{type(export_dir).__name__}') from e
-  if layout.is_saved_model(export_dir):
+  if _format.is_saved_model(export_dir):
     return _verify_saved_model(export_dir, run_train_step)
   try:
     found, version, dirs = layout.newest_export(export_dir)
-  except (errors.ExportDirError, tf.errors.OpError):
+  except (errors.NotASavedModelError, tf.errors.OpError):
     # Not an export of either layout: report why it is no SavedModel.
     return _verify_saved_model(export_dir, run_train_step)
   missing = [layout.MODE_DIRS[m] for m in found.mode_dirs if m not in dirs]
-  layout_check = CheckResult(
+  layout_check = report_lib.CheckResult(
       'layout', (), not missing, layout.describe(found, version) + (
           f'; no complete version: {", ".join(missing)} missing'
           if missing else ''))
   if found.kind == layout.SHARED:
     report = _verify_saved_model(dirs[layout.SHARED], run_train_step)
-    return VerifyReport(report.export_dir, (layout_check,) + report.checks)
+    return report_lib.VerifyReport(report.export_dir,
+                                   (layout_check,) + report.checks)
   checks = [layout_check]
   for mode, path in dirs.items():
     report = _verify_saved_model(path, run_train_step)
     prefix = layout.MODE_DIRS[mode] + '/'
     checks.extend(dataclasses.replace(c, name=prefix + c.name)
                   for c in report.checks)
-  return VerifyReport(export_dir, tuple(checks))
+  return report_lib.VerifyReport(export_dir, tuple(checks))
 
 
 def _verify_saved_model(export_dir: str, run_train_step: bool
-                        ) -> VerifyReport:
+                        ) -> report_lib.VerifyReport:
   """`verify` for one SavedModel directory."""
-  recorder = _Recorder()
+  recorder = report_lib.Recorder()
   holder = {}
 
   def read():
-    holder['saved_model'] = saved_model_reader.read_saved_model(export_dir)
+    holder['saved_model'] = _format.read_saved_model(export_dir)
     metas = holder['saved_model'].meta_graphs
-    return f'{_count(len(metas), "MetaGraphDef")}: ' + ' '.join(
-        f'[{",".join(saved_model_reader.tags_of(m))}]' for m in metas)
+    return f'{wording.count(len(metas), "MetaGraphDef")}: ' + ' '.join(
+        f'[{",".join(_format.tags_of(m))}]' for m in metas)
 
   if not recorder.run('saved_model', (), read):
-    return VerifyReport(export_dir, tuple(recorder.results))
+    return report_lib.VerifyReport(export_dir, tuple(recorder.results))
 
   def variables():
     detail, holder['variables'] = _check_variables(export_dir)
@@ -488,4 +378,4 @@ def _verify_saved_model(export_dir: str, run_train_step: bool
                    lambda: _check_assets(export_dir, graph.meta_graph_def))
     _verify_tf1(graph, run_train_step, recorder)
     _verify_tf2(graph, recorder)
-  return VerifyReport(export_dir, tuple(recorder.results))
+  return report_lib.VerifyReport(export_dir, tuple(recorder.results))

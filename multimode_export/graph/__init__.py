@@ -1,4 +1,4 @@
-"""Phase 1, graphs: one tagged MetaGraphDef per mode, and which mode carries the variables.
+"""Phase 1, graphs: one tagged MetaGraphDef per mode, and the variables carrier.
 
 Internal: the public API is the `multimode_export` package itself.
 """

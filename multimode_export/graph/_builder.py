@@ -7,7 +7,7 @@ writes no file; `export.py` decides what to do with the result.
 
 import dataclasses
 import os
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -17,6 +17,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from multimode_export import _tf_private
 from multimode_export import errors
 from multimode_export.graph import _saver_spec as saver_spec
+from multimode_export.saved_model import _format as saved_model_format
 
 ModeKeys = tf.estimator.ModeKeys
 
@@ -125,16 +126,17 @@ def _add_loader_collections(graph: tf.Graph, spec, assets: AssetTable) -> None:
     asset_def.tensor_info.name = tensor.name
     packed = any_pb2.Any()
     packed.Pack(asset_def)
-    graph.add_to_collection(tf.compat.v1.saved_model.ASSETS_KEY, packed)
+    graph.add_to_collection(saved_model_format.ASSETS_COLLECTION, packed)
   main_op = spec.scaffold.local_init_op
   if main_op is None:
     main_op = tf.compat.v1.train.Scaffold.default_local_init_op()
   graph.add_to_collection(tf.compat.v1.saved_model.MAIN_OP_KEY, main_op)
   if spec.train_op is not None:
-    graph.add_to_collection(_tf_private.TRAIN_OP_KEY, spec.train_op)
+    graph.add_to_collection(saved_model_format.TRAIN_OP_COLLECTION, spec.train_op)
 
 
-def build_mode_graph(estimator, mode: str, receiver_fn, *,
+def build_mode_graph(estimator: tf.compat.v1.estimator.Estimator, mode: str,
+                     receiver_fn: Callable[[], object], *,
                      tags: Tuple[str, ...], assets: AssetTable,
                      strip_default_attrs: bool = False,
                      clear_devices: bool = False) -> ModeGraph:

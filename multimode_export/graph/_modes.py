@@ -6,7 +6,7 @@ chosen by a fixed preference: TRAIN (its graph has everything training saved,
 optimizer slots included), then EVAL, then PREDICT.
 """
 
-from typing import Callable, Dict, Iterable, Mapping, Tuple
+from typing import Callable, Dict, Iterable, Mapping, Optional, Tuple
 
 import tensorflow as tf
 
@@ -93,3 +93,27 @@ def tags_for(mode: str, custom_tags: Mapping[str, Iterable[str]] = None
   if custom_tags and mode in custom_tags:
     return tuple(custom_tags[mode])
   return DEFAULT_TAGS[mode]
+
+
+def check_tags(tags: Optional[Mapping[str, Iterable[str]]],
+               modes: Iterable[str]) -> None:
+  """Validates custom tags for the exported `modes`.
+
+  Raises:
+    errors.InvalidModeError: a key of `tags` is not a ModeKeys value.
+    ValueError: a tag set is empty or not a list of non-empty strings, or
+      two exported modes would get the same tag set.
+  """
+  if tags is None:
+    return
+  for mode, tag_set in tags.items():
+    if mode not in MODE_ORDER:
+      raise errors.InvalidModeError(mode)
+    if isinstance(tag_set, str) or not tag_set or not all(
+        isinstance(t, str) and t for t in tag_set):
+      raise ValueError(f'tags[{mode!r}]: expected a non-empty list of tag '
+                       f'strings, got {tag_set!r}')
+  used = [frozenset(tags_for(m, tags)) for m in modes]
+  if len(set(used)) != len(used):
+    raise ValueError(f'tags: every exported mode needs a distinct tag set, got '
+                     f'{[sorted(u) for u in used]}')

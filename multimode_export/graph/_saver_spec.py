@@ -14,6 +14,9 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2
+
+from multimode_export.graph import _graph_def as graph_def_lib
 
 
 class UnsupportedSaverError(Exception):
@@ -43,20 +46,11 @@ class VariableSpec:
     return self.slices != ('',)
 
 
-def _node_name(input_name: str) -> str:
-  return input_name.lstrip('^').split(':')[0]
-
-
-def _output_index(input_name: str) -> int:
-  parts = input_name.split(':')
-  return int(parts[1]) if len(parts) > 1 else 0
-
-
 def _const_strings(node) -> List[str]:
-  if node.op != 'Const':
-    raise UnsupportedSaverError(f'{node.name} is {node.op}, not a Const')
-  values = tf.make_ndarray(node.attr['value'].tensor)
-  return [v.decode('utf-8') for v in values.reshape(-1)]
+  try:
+    return graph_def_lib.const_strings(node)
+  except ValueError as e:
+    raise UnsupportedSaverError(str(e)) from e
 
 
 def _shape_of_attr(node) -> Optional[Tuple[int, ...]]:
@@ -85,7 +79,7 @@ def _assigned_shape(output: str, nodes, consumers) -> Optional[Tuple[int, ...]]:
       if consumer.op == 'Identity':
         frontier.append(consumer.name + ':0')
       elif consumer.op in ('Assign', 'AssignVariableOp'):
-        target = nodes.get(_node_name(consumer.input[0]))
+        target = nodes.get(graph_def_lib.node_name(consumer.input[0]))
         if target is not None and 'shape' in target.attr:
           return _shape_of_attr(target)
   return None
@@ -94,7 +88,7 @@ def _assigned_shape(output: str, nodes, consumers) -> Optional[Tuple[int, ...]]:
 def _reachable(nodes, start: str, wanted: str, refused: Tuple[str, ...]):
   """The `wanted`-op nodes `start` depends on (inputs and control inputs)."""
   found = []
-  stack = [_node_name(start)]
+  stack = [graph_def_lib.node_name(start)]
   seen = set()
   while stack:
     name = stack.pop()
@@ -107,11 +101,12 @@ def _reachable(nodes, start: str, wanted: str, refused: Tuple[str, ...]):
       continue
     if node.op in refused:
       raise UnsupportedSaverError(f'{name} is a V1-format {node.op}')
-    stack.extend(_node_name(i) for i in node.input)
+    stack.extend(graph_def_lib.node_name(i) for i in node.input)
   return found
 
 
-def required_variables(meta_graph_def) -> Dict[str, VariableSpec]:
+def required_variables(meta_graph_def: meta_graph_pb2.MetaGraphDef
+                      ) -> Dict[str, VariableSpec]:
   """The checkpoint entries restored by a MetaGraphDef's saver.
 
   Args:
@@ -127,12 +122,13 @@ def required_variables(meta_graph_def) -> Dict[str, VariableSpec]:
   saver_def = meta_graph_def.saver_def
   if not saver_def.restore_op_name:
     raise UnsupportedSaverError('the MetaGraphDef has no saver')
-  nodes = {n.name: n for n in meta_graph_def.graph_def.node}
+  nodes = graph_def_lib.node_index(meta_graph_def.graph_def)
   consumers = collections.defaultdict(list)  # 'node:index' -> consumers
   for node in meta_graph_def.graph_def.node:
     for inp in node.input:
       if not inp.startswith('^'):
-        consumers[f'{_node_name(inp)}:{_output_index(inp)}'].append(node)
+        name = graph_def_lib.node_name(inp)
+        consumers[f'{name}:{graph_def_lib.output_index(inp)}'].append(node)
 
   restores = _reachable(nodes, saver_def.restore_op_name, 'RestoreV2',
                         ('Restore', 'RestoreSlice'))
@@ -142,8 +138,8 @@ def required_variables(meta_graph_def) -> Dict[str, VariableSpec]:
 
   specs: Dict[str, VariableSpec] = {}
   for node in restores:
-    names = _const_strings(nodes[_node_name(node.input[1])])
-    slices = _const_strings(nodes[_node_name(node.input[2])])
+    names = _const_strings(nodes[graph_def_lib.node_name(node.input[1])])
+    slices = _const_strings(nodes[graph_def_lib.node_name(node.input[2])])
     dtypes = [tf.as_dtype(t).name for t in node.attr['dtypes'].list.type]
     for i, (name, spec, dtype) in enumerate(zip(names, slices, dtypes)):
       if spec:
@@ -154,7 +150,8 @@ def required_variables(meta_graph_def) -> Dict[str, VariableSpec]:
   return specs
 
 
-def saved_constants(meta_graph_def) -> Dict[str, np.ndarray]:
+def saved_constants(meta_graph_def: meta_graph_pb2.MetaGraphDef
+                   ) -> Dict[str, np.ndarray]:
   """Entries the saver writes from graph constants and never restores.
 
   A `tf.train.Checkpoint` used as a Scaffold saver writes its object graph
@@ -178,18 +175,18 @@ def saved_constants(meta_graph_def) -> Dict[str, np.ndarray]:
   if not saver_def.save_tensor_name:
     raise UnsupportedSaverError('the MetaGraphDef has no saver')
   restored = required_variables(meta_graph_def)
-  nodes = {n.name: n for n in meta_graph_def.graph_def.node}
+  nodes = graph_def_lib.node_index(meta_graph_def.graph_def)
   constants: Dict[str, np.ndarray] = {}
   # A V1-format save op (Save/SaveSlices) finds no SaveV2 node: such a
   # name-based saver writes no constants, and its restore side is read above.
   for node in _reachable(nodes, saver_def.save_tensor_name, 'SaveV2', ()):
-    names = _const_strings(nodes[_node_name(node.input[1])])
+    names = _const_strings(nodes[graph_def_lib.node_name(node.input[1])])
     for name, tensor in zip(names, node.input[3:]):
       if name in restored:
         continue
-      source = nodes.get(_node_name(tensor))
+      source = nodes.get(graph_def_lib.node_name(tensor))
       while source is not None and source.op == 'Identity':
-        source = nodes.get(_node_name(source.input[0]))
+        source = nodes.get(graph_def_lib.node_name(source.input[0]))
       if source is None or source.op != 'Const':
         raise UnsupportedSaverError(
             f'the saver writes {name!r} from a computed tensor and never '

@@ -1,4 +1,4 @@
-"""Integrations: `MultiModeExporter` for `train_and_evaluate`, the command line and its demo.
+"""Integrations: `MultiModeExporter` for `train_and_evaluate`, the CLI, demo.
 
 Internal: the public API is the `multimode_export` package itself.
 """

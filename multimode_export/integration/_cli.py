@@ -38,9 +38,9 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from multimode_export.integration import _demo as demo
 from multimode_export.checks import _inspection as inspection
 from multimode_export.checks import _verification as verification
+from multimode_export.integration import _demo as demo
 
 PROGRAM = 'multimode-export'
 

@@ -11,7 +11,7 @@ modes:
 
 import dataclasses
 import tempfile
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -19,6 +19,7 @@ from absl import logging
 
 from multimode_export import _export as export
 from multimode_export.checks import _inspection as inspection
+from multimode_export.checks import _report as report_lib
 from multimode_export.checks import _verification as verification
 
 ModeKeys = tf.estimator.ModeKeys
@@ -42,10 +43,10 @@ class DemoResult:
   export_dir: str
   loss: float
   summary: str
-  report: verification.VerifyReport
+  report: report_lib.VerifyReport
 
 
-def make_data(n: int = 256, seed: int = 0):
+def make_data(n: int = 256, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
   """(x, y): x uniform in [0, 1)^2, y = 2 x0 - 3 x1 + 1 + small noise."""
   rng = np.random.RandomState(seed)
   x = rng.rand(n, FEATURE_DIM).astype(np.float32)
@@ -58,7 +59,8 @@ def _feature_columns():
   return [tf.feature_column.numeric_column('x', shape=[FEATURE_DIM])]
 
 
-def model_fn(features, labels, mode):
+def model_fn(features: Dict[str, tf.Tensor], labels: Optional[tf.Tensor],
+             mode: str) -> tf.estimator.EstimatorSpec:
   """Linear regression on a feature column, Adam, an MAE metric."""
   inputs = tf.compat.v1.feature_column.input_layer(features,
                                                    _feature_columns())
@@ -95,7 +97,7 @@ def _input_fn(x, y, repeat: bool):
   return fn
 
 
-def receiver_map():
+def receiver_map() -> Dict[str, Callable[[], object]]:
   """The receiver fn for each mode, as `export_all_saved_models` takes it."""
   supervised = tf.estimator.experimental.build_raw_supervised_input_receiver_fn(
       {'x': tf.zeros([1, FEATURE_DIM])}, tf.zeros([1, 1]))

@@ -12,7 +12,7 @@
 After each evaluation the exporter writes one SavedModel holding every
 requested mode to `<model_dir>/export/<name>/<version>`, like the stock
 `LatestExporter`, then deletes its own oldest exports beyond
-`exports_to_keep` (see `export_gc`). With a `compare_fn` it behaves like the
+`exports_to_keep` (see `publishing/_gc`). With a `compare_fn` it behaves like the
 stock `BestExporter`: it exports only an evaluation better than every one
 before it, including those of earlier runs of the job, read from the event
 files (see `eval_history`).
@@ -21,7 +21,7 @@ With `layout='per_mode'` each export is instead one SavedModel per mode
 (`export_saved_models_per_mode`), under
 `<model_dir>/export/<name>/{train,eval,serve}/<version>`, and garbage
 collection keeps the newest `exports_to_keep` versions across the mode
-directories (`export_gc.collect_per_mode`).
+directories (`publishing/_gc.collect_per_mode`).
 
 Which task exports (`is_exporting_task`): the evaluator (task 0), or, in a
 job without a cluster, the single process; in a training cluster only the
@@ -35,15 +35,17 @@ from typing import Callable, Iterable, Mapping, Optional
 import tensorflow as tf
 from absl import logging
 
-from multimode_export.saved_model import _assets_extra as assets_extra_lib
-from multimode_export import errors
-from multimode_export.integration import _eval_history as eval_history
 from multimode_export import _export as export_lib
-from multimode_export.publishing import _gc as export_gc
 from multimode_export import _filesystem as filesystem
-from multimode_export.saved_model import _layout as layout_lib
-from multimode_export.graph import _modes as modes_lib
+from multimode_export import _options
 from multimode_export import _per_mode as per_mode
+from multimode_export import _plan as plan_lib
+from multimode_export import errors
+from multimode_export.graph import _modes as modes_lib
+from multimode_export.integration import _eval_history as eval_history
+from multimode_export.publishing import _gc as export_gc
+from multimode_export.publishing import _layout as layout_lib
+from multimode_export.saved_model import _assets_extra as assets_extra_lib
 
 _EVALUATOR = 'evaluator'
 _COMPARE_ARGS = ('best_eval_result', 'current_eval_result')
@@ -198,9 +200,7 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
         not isinstance(event_file_pattern, str) or not event_file_pattern):
       raise ValueError(f'event_file_pattern: expected a non-empty str or None, '
                        f'got {event_file_pattern!r}')
-    # pylint: disable=protected-access
-    export_lib._check_tags(tags, receivers)  # the export's own tag validation
-    # pylint: enable=protected-access
+    modes_lib.check_tags(tags, receivers)
     assets_extra_lib.normalize(assets_extra)
 
     self._name = name
@@ -208,13 +208,11 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
     self._exports_to_keep = exports_to_keep
     self._compare_fn = compare_fn
     self._event_file_pattern = event_file_pattern
-    self._assets_extra = dict(assets_extra) if assets_extra else None
     self._tags = ({m: tuple(t) for m, t in tags.items()}
                   if tags is not None else None)
-    self._export_options = dict(
-        as_text=as_text, strip_default_attrs=strip_default_attrs,
-        allow_links=allow_links, clear_devices=clear_devices, tags=self._tags,
-        verify=verify)
+    self._options = _options.ExportOptions.from_arguments(dict(
+        locals(), tags=self._tags,
+        assets_extra=dict(assets_extra) if assets_extra else None))
     self._layout = layout
     self._own_tag_sets = export_gc.tag_sets(
         modes_lib.tags_for(m, self._tags) for m in receivers)
@@ -242,8 +240,10 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
     """Best mode: the best evaluation result seen so far, or None."""
     return self._best_eval_result
 
-  def export(self, estimator, export_path, checkpoint_path, eval_result,
-             is_the_final_export) -> Optional[str]:
+  def export(self, estimator: tf.compat.v1.estimator.Estimator,
+             export_path: str, checkpoint_path: Optional[str],
+             eval_result: Mapping[str, object],
+             is_the_final_export: bool) -> Optional[str]:
     """Exports `checkpoint_path` if this task should and the result merits it.
 
     Args:
@@ -272,14 +272,12 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
       logging.info('Exporter %r: the evaluation is not better than the best '
                    '%s; no export.', self._name, self._best_eval_result)
       return None
-    export = (export_lib.export_all_saved_models
-              if self._layout == layout_lib.SHARED else
-              per_mode.export_saved_models_per_mode)
+    write = (export_lib.write_plan if self._layout == layout_lib.SHARED else
+             per_mode.write_plan_per_mode)
+    options = self._options.replace(checkpoint_path=checkpoint_path)
     try:
-      path = export(
-          estimator, export_path, self._receivers,
-          assets_extra=self._assets_extra, checkpoint_path=checkpoint_path,
-          **self._export_options)
+      path = write(plan_lib.plan_export(estimator, export_path,
+                                        self._receivers, options), options)
     except errors.CheckpointNotFoundError as e:
       # The chief's checkpoint GC can delete an evaluated checkpoint before
       # its export; a later evaluation brings the next one.
@@ -293,13 +291,14 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
     self.garbage_collect(export_path)
     return path
 
-  def garbage_collect(self, export_path) -> Optional[export_gc.GcResult]:
+  def garbage_collect(self, export_path: str
+                     ) -> Optional[export_gc.GcResult]:
     """Deletes this exporter's exports beyond `exports_to_keep`.
 
     Only numbered versions holding a SavedModel with exactly this
-    exporter's tag sets are candidates (see `export_gc`); with
+    exporter's tag sets are candidates (see `publishing/_gc`); with
     `layout='per_mode'`, a version's modes are kept or deleted together
-    (`export_gc.collect_per_mode`).
+    (`publishing/_gc.collect_per_mode`).
 
     Returns:
       The `GcResult`, or None when `exports_to_keep` is None.

@@ -1,4 +1,6 @@
-"""Phase 4, publishing: staging, version numbers, the publish protocols per filesystem, garbage collection.
+"""Phase 4, publishing: staging, versions, one protocol per filesystem, GC.
 
-Internal: the public API is the `multimode_export` package itself.
+Also the export layouts (shared, per-mode), which publishing produces and
+`inspect`, `verify` and `MultiModeExporter` read back. Internal: the public
+API is the `multimode_export` package itself.
 """

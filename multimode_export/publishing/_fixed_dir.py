@@ -27,16 +27,19 @@ Nothing outside the target and the staging directory is touched.
 
 import ctypes
 import errno
-import fcntl
 import os
 import uuid
+
 import tensorflow as tf
 from absl import logging
 
-from multimode_export import errors
 from multimode_export import _filesystem as filesystem
-from multimode_export.saved_model import _layout as layout
-from multimode_export.publishing import _staging as publish
+from multimode_export import errors
+from multimode_export.publishing import _layout as layout
+from multimode_export.publishing import _lock
+from multimode_export.publishing import _remote
+from multimode_export.publishing import _staging
+from multimode_export.saved_model import _format
 
 ABSENT, EMPTY, EXPORT = 'absent', 'empty', 'export'
 _AT_FDCWD = -100
@@ -117,13 +120,11 @@ def _replace_local(new: str, target: str) -> None:
   os.rename(aside, new)
 
 
-def _publish_local(staging: publish.Staging, export_dir: str,
+def _publish_local(staging: _staging.Staging, export_dir: str,
                    overwrite: bool) -> None:
-  fd = os.open(filesystem.local_path(staging.export_dir_base), os.O_RDONLY)
-  try:
-    # Checked again under the parent's lock: another exporter may have
-    # published here since the plan was made.
-    fcntl.flock(fd, fcntl.LOCK_EX)
+  # Checked again under the parent's lock: another exporter may have
+  # published here since the plan was made.
+  with _lock.base_lock(staging.export_dir_base):
     state = check_export_dir(export_dir, overwrite)
     new, target = (filesystem.local_path(staging.path),
                    filesystem.local_path(export_dir))
@@ -132,23 +133,21 @@ def _publish_local(staging: publish.Staging, export_dir: str,
       logging.info('Replaced the export at %s', export_dir)
     else:
       os.rename(new, target)  # also atomically replaces an empty directory
-  finally:
-    os.close(fd)
 
 
-def _publish_remote(staging: publish.Staging, export_dir: str,
+def _publish_remote(staging: _staging.Staging, export_dir: str,
                     overwrite: bool) -> None:
   if check_export_dir(export_dir, overwrite) == EXPORT:
-    protos = (tf.io.gfile.glob(filesystem.join(export_dir, 'saved_model.pb*'))
-              + tf.io.gfile.glob(filesystem.join(export_dir, '*',
-                                                 'saved_model.pb*')))
-    for proto in protos:
+    protos = [filesystem.join(d, name) for d in
+              [export_dir] + tf.io.gfile.glob(filesystem.join(export_dir, '*'))
+              for name in _format.SAVED_MODEL_FILES]
+    for proto in filter(tf.io.gfile.exists, protos):
       tf.io.gfile.remove(proto)
     tf.io.gfile.rmtree(export_dir)
-  publish.move_files([(staging.path, export_dir)])
+  _remote.move_dirs([(staging.path, export_dir)])
 
 
-def publish_to(staging: publish.Staging, export_dir: str,
+def publish_to(staging: _staging.Staging, export_dir: str,
                overwrite: bool = False) -> str:
   """Publishes a complete staging directory as `export_dir`.
 

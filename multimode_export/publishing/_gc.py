@@ -5,7 +5,7 @@ exporter's versions, a model server's or a user's files, and the hidden
 staging directories of exports in progress. Garbage collection therefore
 only ever considers a directory that
 
-* has an all-digit name (a published version, see `publish`), and
+* has an all-digit name (a published version, see `_versions`), and
 * holds a `saved_model.pb` (or `.pbtxt`) whose MetaGraphDefs carry exactly
   the tag sets this exporter writes,
 
@@ -19,15 +19,15 @@ them: its modes are kept or deleted together. All access goes through `tf.io.gfi
 """
 
 import dataclasses
-from typing import AbstractSet, Dict, FrozenSet, List, Mapping, Optional
+from typing import (AbstractSet, Dict, FrozenSet, Iterable, List, Mapping,
+                    Tuple)
 
 import tensorflow as tf
 from absl import logging
-from google.protobuf import message
-from google.protobuf import text_format
-from tensorflow.core.protobuf import saved_model_pb2
 
 from multimode_export import _filesystem as filesystem
+from multimode_export.publishing import _versions
+from multimode_export.saved_model import _format
 
 TagSets = FrozenSet[FrozenSet[str]]
 
@@ -44,41 +44,9 @@ class GcResult:
   deleted: tuple
 
 
-def tag_sets(tags_per_mode) -> TagSets:
+def tag_sets(tags_per_mode: Iterable[Iterable[str]]) -> TagSets:
   """The set of tag sets of an export, from an iterable of tag lists."""
   return frozenset(frozenset(t) for t in tags_per_mode)
-
-
-def read_tag_sets(export_dir: str) -> Optional[TagSets]:
-  """The tag sets of the SavedModel in `export_dir`, or None if there is none.
-
-  None also for an unreadable or truncated proto: such a directory is not
-  recognizably an export, so garbage collection leaves it alone.
-  """
-  for name, binary in ((tf.saved_model.SAVED_MODEL_FILENAME_PB, True),
-                       (tf.saved_model.SAVED_MODEL_FILENAME_PBTXT, False)):
-    path = filesystem.join(export_dir, name)
-    # Read, not exists(): ram:// says any prefix of a file name exists.
-    try:
-      with tf.io.gfile.GFile(path, 'rb') as f:
-        data = f.read()
-    except tf.errors.NotFoundError:
-      continue
-    except tf.errors.OpError as e:
-      logging.warning('Cannot read %s: %s', path, e)
-      return None
-    saved_model = saved_model_pb2.SavedModel()
-    try:
-      if binary:
-        saved_model.ParseFromString(data)
-      else:
-        text_format.Parse(data.decode('utf-8'), saved_model)
-    except (message.DecodeError, text_format.ParseError,
-            UnicodeDecodeError) as e:
-      logging.warning('Cannot parse the tags of %s: %s', path, e)
-      return None
-    return tag_sets(m.meta_info_def.tags for m in saved_model.meta_graphs)
-  return None
 
 
 def own_versions(export_dir_base: str, own_tag_sets: AbstractSet
@@ -88,17 +56,9 @@ def own_versions(export_dir_base: str, own_tag_sets: AbstractSet
   Returns:
     Version directory paths, oldest (smallest number) first.
   """
-  if not tf.io.gfile.isdir(export_dir_base):
-    return []
-  versions = []
-  for name in tf.io.gfile.listdir(export_dir_base):
-    name = name.rstrip('/')
-    if not name.isdigit():
-      continue
-    path = filesystem.join(export_dir_base, name)
-    if read_tag_sets(path) == own_tag_sets:
-      versions.append((int(name), path))
-  return [path for _, path in sorted(versions)]
+  paths = (_versions.version_dir(export_dir_base, v)
+           for v in _versions.version_numbers(export_dir_base))
+  return [p for p in paths if _format.read_tag_sets(p) == own_tag_sets]
 
 
 def collect(export_dir_base: str, own_tag_sets: AbstractSet,
@@ -116,16 +76,8 @@ def collect(export_dir_base: str, own_tag_sets: AbstractSet,
     filesystem refuses) is logged and reported as kept.
   """
   own = own_versions(export_dir_base, own_tag_sets)
-  doomed, kept = own[:-keep], own[-keep:]
-  deleted = []
-  for path in doomed:
-    try:
-      _rmtree(path)
-      deleted.append(path)
-      logging.info('Garbage-collected export %s', path)
-    except tf.errors.OpError as e:
-      logging.warning('Could not delete old export %s: %s', path, e)
-      kept.insert(0, path)
+  deleted, failed = _delete(own[:-keep])
+  kept = failed + own[-keep:]
   return GcResult(tuple(sorted(kept, key=_version_of)), tuple(deleted))
 
 
@@ -156,18 +108,13 @@ def collect_per_mode(export_dir_base: str,
   foreign = set()
   for name, own_tag_sets in own_tag_sets_by_dir.items():
     mode_dir = filesystem.join(export_dir_base, name)
-    if not tf.io.gfile.isdir(mode_dir):
-      continue
-    for child in tf.io.gfile.listdir(mode_dir):
-      child = child.rstrip('/')
-      if not child.isdigit():
-        continue
-      path = filesystem.join(mode_dir, child)
-      found = read_tag_sets(path)
+    for number in _versions.version_numbers(mode_dir):
+      path = _versions.version_dir(mode_dir, number)
+      found = _format.read_tag_sets(path)
       if found == own_tag_sets:
-        by_version.setdefault(int(child), []).append(path)
+        by_version.setdefault(number, []).append(path)
       elif found is not None:
-        foreign.add(int(child))
+        foreign.add(number)
   # A number another writer's SavedModel uses in some mode directory is not
   # this exporter's version, whatever the other mode directories hold.
   numbers = sorted(set(by_version) - foreign)
@@ -175,19 +122,27 @@ def collect_per_mode(export_dir_base: str,
   kept = [p for n in numbers[-keep:] for p in by_version[n]]
   deleted = []
   for number in doomed:
-    paths = by_version[number]
-    for path in reversed(paths):
-      try:
-        _rmtree(path)
-        deleted.append(path)
-        logging.info('Garbage-collected export %s', path)
-      except tf.errors.OpError as e:
-        logging.warning('Could not delete old export %s: %s', path, e)
-        kept.append(path)
+    gone, failed = _delete(reversed(by_version[number]))
+    deleted += gone
+    kept += failed
   order = {p: i for i, p in enumerate(
       p for n in numbers for p in by_version[n])}
   return GcResult(tuple(sorted(kept, key=order.get)),
                   tuple(sorted(deleted, key=order.get)))
+
+
+def _delete(paths: Iterable[str]) -> Tuple[List[str], List[str]]:
+  """Deletes each version directory in order; returns (deleted, failed)."""
+  deleted, failed = [], []
+  for path in paths:
+    try:
+      _rmtree(path)
+      deleted.append(path)
+      logging.info('Garbage-collected export %s', path)
+    except tf.errors.OpError as e:
+      logging.warning('Could not delete old export %s: %s', path, e)
+      failed.append(path)
+  return deleted, failed
 
 
 def _rmtree(path: str) -> None:

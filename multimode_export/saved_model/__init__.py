@@ -1,4 +1,4 @@
-"""Phase 3, SavedModel files: the on-disk format, writing a SavedModel, reading one back, export layouts.
+"""Phase 3, SavedModel files: the on-disk format, and writing a SavedModel.
 
 Internal: the public API is the `multimode_export` package itself.
 """

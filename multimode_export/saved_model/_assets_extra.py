@@ -11,8 +11,8 @@ from typing import Dict, Mapping, Optional
 
 import tensorflow as tf
 
-from multimode_export import errors
 from multimode_export import _filesystem as filesystem
+from multimode_export import errors
 
 ASSETS_EXTRA_DIRECTORY = 'assets.extra'
 

@@ -12,12 +12,12 @@ import tensorflow as tf
 from absl import logging
 from tensorflow.core.protobuf import saved_model_pb2
 
-from multimode_export.saved_model import _assets_extra as assets_extra_lib
-from multimode_export.variables import _checkpoint as checkpoint_lib
-from multimode_export import errors
 from multimode_export import _filesystem as filesystem
+from multimode_export import errors
 from multimode_export.graph import _builder as mode_graph
 from multimode_export.graph import _saver_spec as saver_spec
+from multimode_export.saved_model import _assets_extra as assets_extra_lib
+from multimode_export.variables import _checkpoint as checkpoint_lib
 from multimode_export.variables import _transfer as variables_transfer
 
 
@@ -59,17 +59,17 @@ def check_against_checkpoint(graphs: Sequence[mode_graph.ModeGraph],
                                           checkpoint)
 
 
-def _write_variables(export_dir: str, graphs, checkpoint, options
-                    ) -> variables_transfer.TransferResult:
+def _write_variables(export_dir: str, graphs, checkpoint, options) -> None:
   variables_dir = filesystem.join(export_dir, 'variables')
   tf.io.gfile.makedirs(variables_dir)
   needed = variables_needed(graphs)
   if needed is not None and checkpoint.files:
     # Like the stock export, the carrier's saver decides what is saved
     # besides variables (a tf.train.Checkpoint saver's object graph).
-    return variables_transfer.write_variables(
+    variables_transfer.write_variables(
         checkpoint, needed, variables_dir, allow_links=options.allow_links,
         chunk_bytes=options.chunk_bytes, constants=graphs[0].constants)
+    return
   carrier = graphs[0]
   if needed is None:
     unreadable = [g.mode for g in graphs if g.variables is None]
@@ -83,8 +83,6 @@ def _write_variables(export_dir: str, graphs, checkpoint, options
                                        options.session_config)
   written = variables_transfer.written_variables(variables_dir)
   logging.info('variables/ written by session: %d keys', len(written))
-  return variables_transfer.TransferResult('session', tuple(sorted(written)),
-                                           0)
 
 
 def _check_written(export_dir: str, graphs, options) -> None:
@@ -128,7 +126,7 @@ def write_saved_model(export_dir: str,
                       checkpoint: checkpoint_lib.CheckpointInfo,
                       assets: Dict[str, str],
                       extra: Dict[str, str],
-                      options: WriteOptions) -> variables_transfer.TransferResult:
+                      options: WriteOptions) -> None:
   """Writes one SavedModel holding `graphs`, variables from `checkpoint`.
 
   Args:
@@ -138,11 +136,8 @@ def write_saved_model(export_dir: str,
     assets: asset name -> source file, for `assets/`.
     extra: normalized `assets_extra`.
     options: WriteOptions.
-
-  Returns:
-    How the variables were written.
   """
-  result = _write_variables(export_dir, graphs, checkpoint, options)
+  _write_variables(export_dir, graphs, checkpoint, options)
   _check_written(export_dir, graphs, options)
   _write_assets(export_dir, assets)
   assets_extra_lib.copy_into(export_dir, extra)
@@ -158,4 +153,3 @@ def write_saved_model(export_dir: str,
     data = saved_model.SerializeToString(deterministic=True)
   with tf.io.gfile.GFile(filesystem.join(export_dir, name), 'wb') as f:
     f.write(data)
-  return result

@@ -1,4 +1,5 @@
-"""Phase 2, variables: the checkpoint, its bundle format, and `variables/` written from it without a Session.
+"""Phase 2, variables: the checkpoint, its bundle format, and `variables/`.
 
-Internal: the public API is the `multimode_export` package itself.
+`variables/` is written straight from the checkpoint files, without a
+Session. Internal: the public API is the `multimode_export` package itself.
 """

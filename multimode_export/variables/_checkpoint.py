@@ -5,15 +5,15 @@ files); no tensor value is loaded.
 """
 
 import dataclasses
-from typing import Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import tensorflow as tf
 
-from multimode_export import _tf_private
-from multimode_export.variables import _bundle_index as bundle_index
-from multimode_export import errors
 from multimode_export import _filesystem as filesystem
+from multimode_export import _tf_private
+from multimode_export import errors
 from multimode_export.graph import _saver_spec as saver_spec
+from multimode_export.variables import _bundle_index as bundle_index
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +40,8 @@ def _exists(prefix: str) -> bool:
           (tf.io.gfile.exists(prefix) and not tf.io.gfile.isdir(prefix)))
 
 
-def resolve(estimator, checkpoint_path=None) -> str:
+def resolve(estimator: tf.compat.v1.estimator.Estimator,
+            checkpoint_path: Optional[str] = None) -> str:
   """The checkpoint prefix to export, following the stock export's rules.
 
   Args:
@@ -75,7 +76,7 @@ def resolve(estimator, checkpoint_path=None) -> str:
   raise errors.CheckpointNotFoundError(searched)
 
 
-def open_reader(prefix: str):
+def open_reader(prefix: str) -> Any:  # a CheckpointReader (no public type)
   """A CheckpointReader for `prefix`, on any filesystem.
 
   Raises:

@@ -36,30 +36,16 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from multimode_export import _tf_private
-from multimode_export.variables import _checkpoint as checkpoint_lib
-from multimode_export import errors
 from multimode_export import _filesystem as filesystem
+from multimode_export import _tf_private
+from multimode_export import errors
 from multimode_export.graph import _saver_spec as saver_spec
+from multimode_export.variables import _checkpoint as checkpoint_lib
 
 VARIABLES_PREFIX = 'variables'  # variables/variables.{index,data-*}
 _FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 _COPY_CHUNK = 64 << 20
 DEFAULT_CHUNK_BYTES = 256 << 20
-
-
-@dataclasses.dataclass(frozen=True)
-class TransferResult:
-  """How `variables/` was produced.
-
-  Attributes:
-    method: 'reflink', 'hardlink', 'copy', 'stream' or 'session'.
-    keys: the checkpoint keys written, sorted.
-    bytes: bytes of tensor data moved or referenced.
-  """
-  method: str
-  keys: Tuple[str, ...]
-  bytes: int
 
 
 class _Progress:
@@ -268,8 +254,10 @@ def stream_subset(checkpoint: checkpoint_lib.CheckpointInfo,
   return total
 
 
-def save_with_session(graph: tf.Graph, saver, checkpoint_prefix: str,
-                      variables_dir: str, session_config=None) -> None:
+def save_with_session(graph: tf.Graph, saver: tf.compat.v1.train.Saver,
+                      checkpoint_prefix: str, variables_dir: str,
+                      session_config: Optional[tf.compat.v1.ConfigProto] = None
+                     ) -> None:
   """The fallback: restore into a Session and save through the graph's saver."""
   with tf.compat.v1.Session(graph=graph, config=session_config) as session:
     saver.restore(session, checkpoint_prefix)
@@ -292,7 +280,7 @@ def write_variables(checkpoint: checkpoint_lib.CheckpointInfo,
                     variables_dir: str, *, allow_links: bool = True,
                     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
                     constants: Optional[Dict[str, np.ndarray]] = None
-                   ) -> TransferResult:
+                   ) -> None:
   """Writes `variables_dir/variables.*` holding exactly `needed` entries.
 
   Args:
@@ -304,9 +292,6 @@ def write_variables(checkpoint: checkpoint_lib.CheckpointInfo,
     chunk_bytes: memory bound of the streamed path.
     constants: entries to write with the given values (the carrier saver's
       `saver_spec.saved_constants`).
-
-  Returns:
-    A TransferResult.
   """
   constants = constants or {}
   keys = tuple(sorted(set(needed) | set(constants)))
@@ -320,7 +305,6 @@ def write_variables(checkpoint: checkpoint_lib.CheckpointInfo,
     method = 'stream'
   logging.info('variables/ written by %s: %d keys, %d bytes', method,
                len(keys), size)
-  return TransferResult(method, keys, size)
 
 
 def written_variables(variables_dir: str) -> Dict[str, Tuple[str, Tuple[int, ...]]]:

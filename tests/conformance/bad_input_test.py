@@ -16,12 +16,12 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import tensorflow as tf
 
+import multimode_export
+from multimode_export import errors
 from testing import datasets
 from testing import faults
 from testing import models
 from testing import receiver_fns
-import multimode_export
-from multimode_export import errors
 
 ModeKeys = tf.estimator.ModeKeys
 

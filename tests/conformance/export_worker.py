@@ -26,10 +26,11 @@ import time
 
 import tensorflow as tf
 
+from multimode_export import _export as export
+from multimode_export import _options as options_lib
+from multimode_export import _plan as plan_lib
 from testing import models
 from testing import receiver_fns
-from multimode_export import _export as export
-from multimode_export.saved_model import _writer as saved_model_writer
 
 
 def main(argv):
@@ -38,10 +39,10 @@ def main(argv):
   estimator = tf.estimator.Estimator(
       models.linear_model_fn, model_dir=model_dir, params={},
       config=tf.estimator.RunConfig(tf_random_seed=1))
-  plan = export.plan_export(
-      estimator, base, receiver_fns.receiver_map(),
+  options = options_lib.ExportOptions(
       assets_extra={'slow.txt': fifo} if fifo else None)
-  options = saved_model_writer.WriteOptions()
+  plan = plan_lib.plan_export(estimator, base, receiver_fns.receiver_map(),
+                              options)
   forks = int(argv[argv.index('--fork') + 1]) if '--fork' in argv else 0
   release_read, release_write = os.pipe()
   children = []

@@ -31,18 +31,25 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import tensorflow as tf
 
+from multimode_export import _export as export
+from multimode_export import _filesystem as filesystem_lib
+from multimode_export import _options as options_lib
+from multimode_export import _per_mode as per_mode
+from multimode_export import _plan as plan_lib
+from multimode_export import errors
+from multimode_export.publishing import _fixed_dir as target_dir
+from multimode_export.publishing import _group as group
+from multimode_export.publishing import _local as local
+from multimode_export.publishing import _lock as lock
+from multimode_export.publishing import _remote as remote
+from multimode_export.publishing import _staging as publish
+from multimode_export.saved_model import _assets_extra as assets_extra
+from multimode_export.saved_model import _writer as saved_model_writer
+from multimode_export.variables import _transfer as variables_transfer
 from testing import faults
 from testing import models
 from testing import receiver_fns
 from testing import running
-from multimode_export.saved_model import _assets_extra as assets_extra
-from multimode_export import errors
-from multimode_export import _export as export
-from multimode_export import _per_mode as per_mode
-from multimode_export.publishing import _staging as publish
-from multimode_export.saved_model import _writer as saved_model_writer
-from multimode_export.publishing import _fixed_dir as target_dir
-from multimode_export.variables import _transfer as variables_transfer
 
 ModeKeys = tf.estimator.ModeKeys
 
@@ -173,13 +180,17 @@ class FaultInjector:
     faulty_fcntl = _Proxy(fcntl, flock=self._flock,
                           ioctl=self._wrap('ioctl', OSError, fcntl.ioctl))
     with contextlib.ExitStack() as stack:
-      for module in (publish, saved_model_writer, variables_transfer,
-                     assets_extra, per_mode, target_dir):
+      # Every module that writes, moves or removes files.
+      for module in (filesystem_lib, publish, local, remote, group,
+                     saved_model_writer, variables_transfer, assets_extra,
+                     per_mode, target_dir):
         stack.enter_context(mock.patch.object(module, 'tf', faulty_tf))
-      for module in (publish, variables_transfer, target_dir):
+      for module in (filesystem_lib, local, remote, group, lock,
+                     variables_transfer, target_dir):
         stack.enter_context(mock.patch.object(module, 'os', faulty_os))
+      for module in (lock, variables_transfer):
         stack.enter_context(mock.patch.object(module, 'fcntl', faulty_fcntl))
-      stack.enter_context(mock.patch.object(publish, 'shutil', faulty_shutil))
+      stack.enter_context(mock.patch.object(local, 'shutil', faulty_shutil))
       stack.enter_context(mock.patch.object(
           variables_transfer, 'open', self._builtin_open, create=True))
       yield self
@@ -221,12 +232,15 @@ class FaultsTest(parameterized.TestCase):
     with open(cls.extra_source, 'w') as f:
       f.write('a\nb\n')
     cls.plans = {
-        'full': export.plan_export(
+        'full': plan_lib.plan_export(
             cls.estimator, '/unused', receiver_fns.receiver_map(),
-            assets_extra={'notes/vocab.txt': cls.extra_source}),
+            options_lib.ExportOptions(
+                assets_extra={'notes/vocab.txt': cls.extra_source})),
         # PREDICT only: variables/ is streamed (SaveV2 + merge), not linked.
-        'predict': export.plan_export(
-            cls.estimator, '/unused', receiver_fns.receiver_map((ModeKeys.PREDICT,))),
+        'predict': plan_lib.plan_export(
+            cls.estimator, '/unused',
+            receiver_fns.receiver_map((ModeKeys.PREDICT,)),
+            options_lib.ExportOptions()),
     }
     # One SavedModel per mode under <base>/<mode>/<version>, published as a
     # group; and one SavedModel at a fixed export_dir=<base>/model.
@@ -262,7 +276,7 @@ class FaultsTest(parameterized.TestCase):
   def _write(self, base: str, plan_name: str,
              allow_links: bool = True) -> List[str]:
     """Writes and publishes an export; returns the published directories."""
-    options = saved_model_writer.WriteOptions(allow_links=allow_links)
+    options = options_lib.ExportOptions(allow_links=allow_links)
     plan = dataclasses.replace(self.plans[plan_name], export_dir_base=base)
     if plan_name == 'per_mode':
       return sorted(per_mode.write_plan_per_mode(plan, options).values())
@@ -411,7 +425,7 @@ class FaultsTest(parameterized.TestCase):
                           for k in left), left)
       # The next export removes the dead staging data (at once on local
       # disk; on ram:// once older than STALE_AFTER_SECONDS, 0 here).
-      with mock.patch.object(publish, 'STALE_AFTER_SECONDS', -1.0):
+      with mock.patch.object(remote, 'STALE_AFTER_SECONDS', -1.0):
         [path] = self._write(base, 'full')
       self.assertNotEmpty(running.load_every_tag_set(path))
       left = set(faults.snapshot(root)) - set(before)

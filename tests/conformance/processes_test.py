@@ -18,13 +18,13 @@ from typing import Dict, List
 
 from absl.testing import absltest
 
+import multimode_export
+from multimode_export.publishing import _staging as publish
+from multimode_export.variables import _checkpoint as checkpoint
 from testing import faults
 from testing import models
 from testing import receiver_fns
 from testing import running
-import multimode_export
-from multimode_export.variables import _checkpoint as checkpoint
-from multimode_export.publishing import _staging as publish
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _TESTS = os.path.dirname(_HERE)

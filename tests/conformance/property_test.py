@@ -19,14 +19,14 @@ import hypothesis
 from hypothesis import strategies as st
 import tensorflow as tf
 
+import multimode_export
+from multimode_export import _tf_private
+from multimode_export import errors
 from testing import datasets
 from testing import faults
 from testing import models
 from testing import receiver_fns
 from testing import running
-import multimode_export
-from multimode_export import _tf_private
-from multimode_export import errors
 
 ModeKeys = tf.estimator.ModeKeys
 _VALID_KEYS = (ModeKeys.TRAIN, ModeKeys.EVAL, ModeKeys.PREDICT)

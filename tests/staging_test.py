@@ -15,12 +15,13 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import tensorflow as tf
 
+import multimode_export
+from multimode_export.publishing import _staging as publish
+from multimode_export.publishing import _versions as versions
 from testing import faults
 from testing import models
 from testing import receiver_fns
 from testing import running
-import multimode_export
-from multimode_export.publishing import _staging as publish
 
 ModeKeys = tf.estimator.ModeKeys
 FILESYSTEMS = (('local', 'local'), ('ram', 'ram'))
@@ -143,13 +144,14 @@ class PublishTest(parameterized.TestCase):
 
   def test_remote_version_claimed_by_another_exporter_takes_the_next(self):
     base = self._base('ram')
-    real_next_version = publish.next_version
+    real_next_version = versions.next_version
     claimed = []
 
-    def racing_next_version(export_dir_base):
+    def racing_next_version(export_dir_bases):
       # Between choosing a version and moving the first file, another
       # exporter moves its own first file into that version.
-      version = real_next_version(export_dir_base)
+      [export_dir_base] = export_dir_bases
+      version = real_next_version(export_dir_bases)
       if not claimed:
         claimed.append(version)
         other = f'{export_dir_base}/{version}/variables'
@@ -159,7 +161,7 @@ class PublishTest(parameterized.TestCase):
           f.write(b'the other exporter')
       return version
 
-    with mock.patch.object(publish, 'next_version', racing_next_version):
+    with mock.patch.object(versions, 'next_version', racing_next_version):
       path = self._export(base)
     self.assertGreater(int(os.path.basename(path)), claimed[0])
     self.assertEqual(

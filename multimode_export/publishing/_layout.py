@@ -25,9 +25,11 @@ from typing import Dict, Mapping, Optional, Tuple
 
 import tensorflow as tf
 
-from multimode_export import errors
 from multimode_export import _filesystem as filesystem
+from multimode_export import errors
 from multimode_export.graph import _modes as modes_lib
+from multimode_export.publishing import _versions
+from multimode_export.saved_model import _format
 
 ModeKeys = tf.estimator.ModeKeys
 
@@ -44,15 +46,6 @@ _DIR_MODES = {d: m for m, d in MODE_DIRS.items()}
 SHARED = 'shared'
 PER_MODE = 'per_mode'
 
-_SAVED_MODEL_FILES = (tf.saved_model.SAVED_MODEL_FILENAME_PB,
-                      tf.saved_model.SAVED_MODEL_FILENAME_PBTXT)
-
-
-def is_saved_model(path: str) -> bool:
-  """Whether `path` holds a `saved_model.pb` (or `.pbtxt`)."""
-  return any(tf.io.gfile.exists(filesystem.join(path, name))
-             for name in _SAVED_MODEL_FILES)
-
 
 def _children(path: str):
   if not tf.io.gfile.isdir(path):
@@ -61,13 +54,8 @@ def _children(path: str):
 
 
 def numbered_versions(path: str) -> Tuple[int, ...]:
-  """Versions under `path` that hold a complete SavedModel, ascending.
-
-  A version directory counts once its `saved_model.pb` exists: that file is
-  published last on every filesystem.
-  """
-  return tuple(sorted(int(n) for n in _children(path) if n.isdigit() and
-                      is_saved_model(filesystem.join(path, n))))
+  """Versions under `path` that hold a complete SavedModel, ascending."""
+  return tuple(_versions.complete_versions(path))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,12 +120,12 @@ class Layout:
     for mode, mode_dir in self.mode_dirs.items():
       path = mode_dir if version is None else filesystem.join(mode_dir,
                                                               str(version))
-      if is_saved_model(path):
+      if _format.is_saved_model(path):
         out[mode] = path
     return out
 
 
-def find_layout(path) -> Layout:
+def find_layout(path: filesystem.PathLike) -> Layout:
   """Tells whether `path` holds a shared or a per-mode export, and where.
 
   `path` may be a SavedModel directory, a base of numbered versions, a
@@ -151,10 +139,10 @@ def find_layout(path) -> Layout:
     A Layout.
 
   Raises:
-    errors.ExportDirError: `path` holds no export, or both layouts.
+    errors.NotASavedModelError: `path` holds no export, or both layouts.
   """
   path = filesystem.as_str(path).rstrip('/') or '/'
-  if is_saved_model(path):
+  if _format.is_saved_model(path):
     return Layout(SHARED, path, (), {})
   children = _children(path)
   shared_versions = numbered_versions(path)
@@ -165,17 +153,17 @@ def find_layout(path) -> Layout:
       if tf.io.gfile.isdir(child):
         mode_dirs[mode] = child
   if shared_versions and mode_dirs:
-    raise errors.ExportDirError(
-        f'{path!r} holds both numbered shared exports {list(shared_versions)} '
+    raise errors.NotASavedModelError(
+        path, f'it holds both numbered shared exports {list(shared_versions)} '
         f'and per-mode directories {sorted(MODE_DIRS[m] for m in mode_dirs)}; '
-        'use one directory per layout', path)
+        'use one directory per layout')
   if shared_versions:
     return Layout(SHARED, path, shared_versions, {})
   if not mode_dirs:
-    raise errors.ExportDirError(
-        f'{path!r} holds no export: expected a saved_model.pb, numbered '
-        f'versions, or mode directories {sorted(_DIR_MODES)}', path)
-  if all(is_saved_model(d) for d in mode_dirs.values()):
+    raise errors.NotASavedModelError(
+        path, 'it holds no export: expected a saved_model.pb, numbered '
+        f'versions, or mode directories {sorted(_DIR_MODES)}')
+  if all(_format.is_saved_model(d) for d in mode_dirs.values()):
     return Layout(PER_MODE, path, (), mode_dirs)
   versions = set()
   for mode_dir in mode_dirs.values():
@@ -189,15 +177,15 @@ def is_fixed_export(path: str) -> bool:
   Such a directory may be replaced by `overwrite=True`: it is a SavedModel,
   or every entry in it is a mode directory holding a SavedModel.
   """
-  if is_saved_model(path):
+  if _format.is_saved_model(path):
     return True
   children = [c for c in _children(path)]
   return bool(children) and all(
-      c in _DIR_MODES and is_saved_model(filesystem.join(path, c))
+      c in _DIR_MODES and _format.is_saved_model(filesystem.join(path, c))
       for c in children)
 
 
-def newest_export(path) -> Tuple[Layout, Optional[int], Dict[str, str]]:
+def newest_export(path: filesystem.PathLike) -> Tuple[Layout, Optional[int], Dict[str, str]]:
   """Where the SavedModels of the newest export under `path` are.
 
   What `inspect` and `verify` look at for a path that is not itself a
@@ -213,7 +201,7 @@ def newest_export(path) -> Tuple[Layout, Optional[int], Dict[str, str]]:
     (layout, version or None, the `Layout.saved_model_dirs` of that version).
 
   Raises:
-    errors.ExportDirError: `path` holds no export, or both layouts.
+    errors.NotASavedModelError: `path` holds no export, or both layouts.
   """
   found = find_layout(path)
   version = found.newest_complete_version()

@@ -1,0 +1,114 @@
+"""Planning an export: every argument validated, every mode's graph built.
+
+`plan_export` is the first step of every export entry point: it checks the
+arguments (modes, tags, `assets_extra`, target directories, checkpoint),
+builds each mode's graph (`graph/_builder`), and checks from checkpoint
+metadata that every graph can restore. Nothing is written: a bad input is
+refused before the first file exists.
+"""
+
+import dataclasses
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
+
+import tensorflow as tf
+from absl import logging
+
+from multimode_export import _filesystem as filesystem
+from multimode_export import _options
+from multimode_export import _tf_private
+from multimode_export.graph import _builder as mode_graph
+from multimode_export.graph import _modes as modes_lib
+from multimode_export.publishing import _fixed_dir as target_dir
+from multimode_export.publishing import _staging as publish
+from multimode_export.saved_model import _assets_extra as assets_extra_lib
+from multimode_export.saved_model import _writer as saved_model_writer
+from multimode_export.variables import _checkpoint as checkpoint_lib
+
+ReceiverMap = Mapping[str, Callable[[], object]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportPlan:
+  """Everything validated and built, before any file is written.
+
+  Attributes:
+    export_dir_base: where versions are published; with `export_dir`, its
+      parent (where the export is staged).
+    graphs: built ModeGraphs, the variables carrier first.
+    checkpoint: the checkpoint the variables come from.
+    assets: asset name -> source file for `assets/`.
+    assets_extra: normalized destination -> source for `assets.extra/`.
+    export_dir: the fixed target directory, if any.
+    overwrite: whether an existing export at `export_dir` is replaced.
+    session_config: the estimator's session config, for the rare writes
+      that need a Session.
+  """
+  export_dir_base: str
+  graphs: Sequence[mode_graph.ModeGraph]
+  checkpoint: checkpoint_lib.CheckpointInfo
+  assets: Dict[str, str]
+  assets_extra: Dict[str, str]
+  export_dir: Optional[str] = None
+  overwrite: bool = False
+  session_config: Optional[object] = None
+
+
+def _as_dir(value, argument: str) -> str:
+  try:
+    path = filesystem.as_str(value)
+  except TypeError as e:
+    raise TypeError(f'{argument}: expected str, bytes or os.PathLike, got '
+                    f'{type(value).__name__}') from e
+  if not path:
+    raise ValueError(f'{argument}: expected a non-empty path, got {value!r}')
+  return path
+
+
+def plan_export(estimator: tf.compat.v1.estimator.Estimator,
+                export_dir_base: Optional[filesystem.PathLike],
+                input_receiver_fn_map: ReceiverMap,
+                options: _options.ExportOptions) -> ExportPlan:
+  """Validates the arguments and builds every mode's graph; writes nothing.
+
+  Raises:
+    See `export_all_saved_models`.
+  """
+  export_dir, overwrite, tags = (options.export_dir, options.overwrite,
+                                 options.tags)
+  # tf.compat.v1.estimator.Estimator is the base of tf.estimator.Estimator.
+  if not isinstance(estimator, tf.compat.v1.estimator.Estimator):
+    raise TypeError('estimator: expected a tf.estimator.Estimator, got '
+                    f'{type(estimator).__name__}')
+  if export_dir is None:
+    base = _as_dir(export_dir_base, 'export_dir_base')
+  else:
+    if export_dir_base is not None:
+      raise ValueError('export_dir_base: expected None when export_dir is '
+                       f'given, got {export_dir_base!r}')
+    export_dir = _as_dir(export_dir, 'export_dir').rstrip('/') or '/'
+    base = target_dir.parent_of(export_dir)
+  receivers = modes_lib.normalize_receiver_map(input_receiver_fn_map)
+  modes_lib.check_tags(tags, receivers)
+  extra = assets_extra_lib.normalize(options.assets_extra)
+  publish.check_export_dir_base(base)
+  if export_dir is not None:
+    target_dir.check_export_dir(export_dir, overwrite)
+  checkpoint_path = options.checkpoint_path
+  if checkpoint_path is not None:
+    checkpoint_path = _as_dir(checkpoint_path, 'checkpoint_path')
+  checkpoint = checkpoint_lib.read(
+      checkpoint_lib.resolve(estimator, checkpoint_path))
+
+  assets = mode_graph.AssetTable()
+  graphs: List[mode_graph.ModeGraph] = []
+  for mode, receiver_fn in receivers.items():
+    logging.info('Building the %s graph', mode)
+    graphs.append(mode_graph.build_mode_graph(
+        estimator, mode, receiver_fn, tags=modes_lib.tags_for(mode, tags),
+        assets=assets, strip_default_attrs=options.strip_default_attrs,
+        clear_devices=options.clear_devices))
+  saved_model_writer.check_against_checkpoint(graphs, checkpoint)
+  saved_model_writer.check_asset_sources(assets.files)
+  return ExportPlan(base, tuple(graphs), checkpoint, assets.files, extra,
+                    export_dir, overwrite,
+                    _tf_private.session_config(estimator))

@@ -1,0 +1,128 @@
+"""What `verify` reports: one `CheckResult` per check, in a `VerifyReport`.
+
+`Recorder` runs the checks of `_verification`, turning any exception a check
+raises into a failed result with a one-line reason.
+"""
+
+import dataclasses
+from typing import Callable, List, Tuple
+
+import tensorflow as tf
+from absl import logging
+
+_DETAIL_LIMIT = 300
+
+
+class CheckFailed(Exception):
+  """A check found a problem; the message is the report's detail."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckResult:
+  """The outcome of one check.
+
+  Attributes:
+    name: the check, e.g. 'tf1_load' or 'tf2_signature:serving_default'.
+    tags: the tag set of the MetaGraphDef checked; () for the whole export.
+    ok: whether the check passed.
+    detail: what was checked and seen, or why it failed.
+  """
+  name: str
+  tags: Tuple[str, ...]
+  ok: bool
+  detail: str
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyReport:
+  """The result of `verify`: every check run, in order.
+
+  Attributes:
+    export_dir: the SavedModel directory verified.
+    checks: the checks, whole-export checks first, then per tag set.
+  """
+  export_dir: str
+  checks: Tuple[CheckResult, ...]
+
+  @property
+  def ok(self) -> bool:
+    """True when at least one check ran and every check passed."""
+    return bool(self.checks) and all(c.ok for c in self.checks)
+
+  @property
+  def failures(self) -> Tuple[CheckResult, ...]:
+    """The checks that failed."""
+    return tuple(c for c in self.checks if not c.ok)
+
+  def __str__(self) -> str:
+    failed = len(self.failures)
+    if self.ok:
+      head = f'PASSED: all {len(self.checks)} checks of {self.export_dir}'
+    else:
+      head = (f'FAILED: {failed} of {len(self.checks)} checks of '
+              f'{self.export_dir}')
+    tag_texts = [','.join(c.tags) or '*' for c in self.checks]
+    tag_width = max([len(t) for t in tag_texts] + [4])
+    name_width = max([len(c.name) for c in self.checks] + [5])
+    lines = [head, f'  {"":4}  {"tags":{tag_width}}  {"check":{name_width}}  '
+             'detail']
+    for check, tags in zip(self.checks, tag_texts):
+      status = 'ok' if check.ok else 'FAIL'
+      lines.append(f'  {status:4}  {tags:{tag_width}}  {check.name:{name_width}}'
+                   f'  {check.detail}')
+    return '\n'.join(lines)
+
+
+# Lines of a TF runtime error message that say where, not what.
+_NOISE_PREFIXES = ('Graph execution error', 'Detected at node', 'Node:',
+                   '[[', 'File ', 'defined at', 'Traceback')
+
+
+def error_line(message: str) -> str:
+  """The line of an error message that says what went wrong."""
+  lines = [l.strip() for l in str(message).splitlines() if l.strip()]
+  useful = [l for l in lines if not l.startswith(_NOISE_PREFIXES)]
+  line = useful[0] if useful else (lines[0] if lines else '')
+  node = next((l[len('Node:'):].strip() for l in lines
+               if l.startswith('Node:')), None)
+  return f'{line} (node {node})' if node and node not in line else line
+
+
+def describe_error(e: BaseException) -> str:
+  """'TypeName: what went wrong', clipped."""
+  if isinstance(e, CheckFailed):
+    text = str(e)
+  else:
+    message = e.message if isinstance(e, tf.errors.OpError) else str(e)
+    line = error_line(message)
+    text = f'{type(e).__name__}: {line}' if line else type(e).__name__
+  if len(text) > _DETAIL_LIMIT:
+    text = text[:_DETAIL_LIMIT - 3] + '...'
+  return text
+
+
+class Recorder:
+  """Runs checks, turning any exception into a failed CheckResult."""
+
+  def __init__(self):
+    self.results: List[CheckResult] = []
+
+  def run(self, name: str, tags: Tuple[str, ...],
+          check: Callable[[], str]) -> bool:
+    try:
+      detail = check()
+      ok = True
+    except Exception as e:  # pylint: disable=broad-except
+      # A verifier reports whatever goes wrong; it must not stop at the first
+      # unexpected error type.
+      detail = describe_error(e)
+      ok = False
+      logging.debug('check %s %s failed', name, tags, exc_info=True)
+    logging.info('%s [%s] %s: %s', 'ok' if ok else 'FAIL', ','.join(tags),
+                 name, detail)
+    self.results.append(CheckResult(name, tags, ok, detail))
+    return ok
+
+  def fail(self, name: str, tags: Tuple[str, ...], detail: str) -> None:
+    logging.info('FAIL [%s] %s: %s', ','.join(tags), name, detail)
+    self.results.append(CheckResult(name, tags, False, detail))

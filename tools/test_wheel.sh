@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds the wheel, installs it in a fresh venv and runs the test suite against
+# it from outside the source tree: a module or data file that setup.py fails to
+# package makes the tests fail here, which an editable install would hide.
+#
+# Usage: bash tools/test_wheel.sh [pytest args...]   (default: -q -n 2)
+# Work dir: $MULTIMODE_EXPORT_WHEEL_DIR (default: a new temp dir).
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+work="${MULTIMODE_EXPORT_WHEEL_DIR:-$(mktemp -d)}"
+mkdir -p "$work/dist" "$work/tree"
+python3 -m pip wheel -q --no-deps -w "$work/dist" "$repo" </dev/null
+wheel="$(ls "$work"/dist/multimode_export-*.whl)"
+python3 -m venv "$work/venv"
+"$work/venv/bin/pip" install -q "${wheel}[cpu,test]" </dev/null
+# The tests and the files they read, without the package sources: the package
+# can only come from the wheel. (bazel_build_test checks the source tree's
+# BUILD files, which a wheel does not have.)
+for entry in tests docs tools README.md setup.py; do
+  cp -r "$repo/$entry" "$work/tree/"
+done
+cd "$work/tree"
+if [ $# -eq 0 ]; then set -- -q -n 2; fi
+"$work/venv/bin/python" - <<'PY'
+import multimode_export, os, sys
+where = os.path.dirname(multimode_export.__file__)
+if 'site-packages' not in where:
+  sys.exit(f'multimode_export imported from {where}, not from the wheel')
+print(f'testing the wheel installed at {where}')
+PY
+TF_CPP_MIN_LOG_LEVEL=2 "$work/venv/bin/python" -m pytest "$@" \
+  --ignore=tests/bazel_build_test.py tests </dev/null

@@ -9,7 +9,7 @@ predictions, that old ones are garbage-collected, and that every process
 exits. Bounded by HARD_TIMEOUT_SECONDS; every process started here is killed
 (by its own process group) whatever happens.
 """
-# bazel-data: :cluster_task
+# bazel-data: :cluster_task //docs:distributed.md
 
 import json
 import os
@@ -28,6 +28,7 @@ from testing import assertions
 from testing import datasets
 from testing import models
 from testing import running
+from tools import doc_generated
 _HERE = os.path.dirname(os.path.abspath(__file__))
 HARD_TIMEOUT_SECONDS = 150
 MAX_STEPS = 60
@@ -108,6 +109,17 @@ class Cluster:
       return ''.join(f.readlines()[-lines:])
 
 
+def _evaluated_steps(model_dir: str) -> List[int]:
+  """Global steps of the evaluations in the evaluator's event file, in order."""
+  steps = []
+  for path in sorted(tf.io.gfile.glob(os.path.join(model_dir, 'eval',
+                                                   'events.out.tfevents.*'))):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      if any(v.tag == 'loss' for v in event.summary.value):
+        steps.append(event.step)
+  return steps
+
+
 class ClusterTest(tf.test.TestCase):
 
   def test_evaluator_exports_from_parameter_server_training(self):
@@ -142,13 +154,18 @@ class ClusterTest(tf.test.TestCase):
       cluster.kill_all()
     elapsed = time.time() - started
     logging.info('Cluster run took %.1f s', elapsed)
-    print(f'cluster run took {elapsed:.1f} s')
+    self.printed = [f'cluster run took {elapsed:.1f} s']
     for name in ('chief-0', 'worker-0', 'evaluator-0'):
       self.assertEqual(cluster.procs[name].returncode, 0,
                        cluster.log_tail(name))
     self.assertLess(elapsed, HARD_TIMEOUT_SECONDS)
     self._check_partitioning(model_dir)
     self._check_exports(model_dir, record_file)
+    print('\n'.join(self.printed))
+    # docs/distributed.md shows these lines (with one run's numbers).
+    self.assertEqual(doc_generated.disagreement(
+        'docs/distributed.md', 'tests/cluster_test.py',
+        '\n'.join(self.printed), measured=True), '')
 
   def _check_partitioning(self, model_dir):
     chief = json.load(open(os.path.join(model_dir, 'task-chief-0.json')))
@@ -160,7 +177,8 @@ class ClusterTest(tf.test.TestCase):
                             ['/job:ps/task:0', '/job:ps/task:1'])
     self.assertGreater(chief['steps'], 0)
     self.assertGreater(worker['steps'], 0)  # two trainers really shared it
-    print(f"steps run: chief {chief['steps']}, worker {worker['steps']}")
+    self.printed.append(
+        f"steps run: chief {chief['steps']}, worker {worker['steps']}")
 
   def _check_exports(self, model_dir, record_file):
     records = models.read_records(record_file)
@@ -168,9 +186,19 @@ class ClusterTest(tf.test.TestCase):
     self.assertEqual({r['task_type'] for r in records}, {'evaluator'})
     made = [r for r in records if r['path']]
     self.assertLen(made, len(records))
-    self.assertGreater(len(made), EXPORTS_TO_KEEP)
+    steps = [r['global_step'] for r in made]
+    # Every evaluation the evaluator logged was exported, each from a newer
+    # checkpoint the chief saved, the last from the final one.
+    self.assertEqual(steps, _evaluated_steps(model_dir))
+    self.assertEqual(steps, sorted(set(steps)))
+    saved = tf.train.get_checkpoint_state(model_dir).all_model_checkpoint_paths
+    for record in made:
+      self.assertIn(record['checkpoint'], saved)
+    self.assertEqual(made[-1]['checkpoint'],
+                     tf.train.latest_checkpoint(model_dir))
     self.assertGreaterEqual(made[-1]['global_step'], MAX_STEPS)
-    print('exports at global steps', [r['global_step'] for r in made])
+    self.assertGreater(len(made), EXPORTS_TO_KEEP)
+    self.printed.append(f'evaluated and exported at global steps {steps}')
     base = os.path.join(model_dir, 'export', EXPORTER_NAME)
     kept = made[-EXPORTS_TO_KEEP:]
     self.assertEqual(sorted(os.listdir(base)),

@@ -14,12 +14,15 @@ directory holding `export_dir_base` is byte-for-byte as before, then that a
 healthy export succeeds.
 """
 
+# bazel-data: //docs:publishing.md
+
 import contextlib
 import dataclasses
 import errno
 import fcntl
 import os
 import posixpath
+import re
 import shutil
 import tempfile
 import uuid
@@ -50,6 +53,7 @@ from testing import faults
 from testing import models
 from testing import receiver_fns
 from testing import running
+from tools import doc_generated
 
 ModeKeys = tf.estimator.ModeKeys
 
@@ -114,6 +118,8 @@ class FaultInjector:
 
   def step(self, op: str, path, kind, real, *args, **kwargs):
     """Runs `real(*args, **kwargs)` as step number len(ops) + 1."""
+    if isinstance(path, int):  # a file descriptor: record the file's path
+      path = os.readlink(f'/proc/self/fd/{path}')
     self.ops.append((op, str(path)))
     n = len(self.ops)
     failing = self.fail_at and (
@@ -130,8 +136,10 @@ class FaultInjector:
 
   def _wrap(self, op: str, kind, real, path_arg: int = 0):
     def wrapped(*args, **kwargs):
-      return self.step(op, args[path_arg] if args else '', kind, real, *args,
-                       **kwargs)
+      path = args[path_arg] if args else ''
+      if op in ('os.rename', 'gfile.rename', 'os.link', 'gfile.copy'):
+        path = f'{path} -> {args[path_arg + 1]}'
+      return self.step(op, path, kind, real, *args, **kwargs)
     return wrapped
 
   def _gfile_open(self, name, mode='r'):
@@ -208,6 +216,49 @@ def _new_entries(root: str, before, after, published):
   return {k for k in set(after) - set(before)
           if not any(k.startswith(r) or r.startswith(k.rstrip('/'))
                      for r in rels)}
+
+
+# docs/publishing.md shows what these tests measure: a row of its scenario
+# table per test, tagged (`<test name less test_fail_every_step_>`), and the
+# steps of two scenarios. Each test checks its part; to rewrite them run
+# MULTIMODE_EXPORT_UPDATE_DOCS=1 python -m pytest -p no:xdist <this file>.
+DOC = 'docs/publishing.md'
+STEP_LISTS = {'after_it_acted_local_link': 'local',
+              'after_it_acted_ram_full': 'ram'}
+
+
+def _doc_key(test: absltest.TestCase) -> str:
+  return re.sub(r'^test_(fail_every_step_)?', '', test._testMethodName)
+
+
+def _step_list(ops: List[Tuple[str, str]], base: str, extra_source: str,
+               checkpoint: str) -> str:
+  """The steps, numbered, with the varying parts of their paths named."""
+  lines = []
+  for n, (op, path) in enumerate(ops, 1):
+    path = path.replace(base, '<base>').replace(checkpoint, '<ckpt>')
+    path = path.replace(os.path.dirname(extra_source) + '/', '')
+    path = re.sub(r'\.multimode-export-staging-[^/ ]*', '.staging-*', path)
+    lines.append(f'{n:2} {op:15} {re.sub(r"/[0-9]{10}", "/<v>", path)}')
+  return '\n'.join(lines)
+
+
+def _agree_with_doc(test: absltest.TestCase, cells, steps_text=None) -> None:
+  """The test's row of the scenario table (and step list) shows `cells`."""
+  key = _doc_key(test)
+  if key in STEP_LISTS:
+    test.assertEqual(doc_generated.disagreement(
+        DOC, f'tests/conformance/faults_test.py steps-{STEP_LISTS[key]}',
+        steps_text), '')
+  if doc_generated.updating():
+    doc_generated.write_table_cells(DOC, key, cells)
+    return
+  shown = doc_generated.table_row(DOC, key)
+  test.assertEqual(
+      {k: shown.get(k) for k in cells}, cells,
+      f'{DOC} row (`{key}`) differs from what the test measured; rewrite '
+      f'it: {doc_generated.UPDATE_ENV}=1 python -m pytest -p no:xdist '
+      'tests/conformance/faults_test.py')
 
 
 def _restore(root: str, before) -> None:
@@ -333,6 +384,14 @@ class FaultsTest(parameterized.TestCase):
     for k, v in before.items():
       self.assertEqual(after_snapshot.get(k, 'missing'), v, k)
     self._check_complete(published, plan_name)
+    tolerated = [f'{n} {op}' for n, op, kind in outcomes if kind == 'tolerated']
+    _agree_with_doc(self, {
+        'Steps': str(steps),
+        'Failed cleanly (base as before)': str(len(outcomes) - len(tolerated)),
+        'Tolerated (export still complete and loadable)':
+            ', '.join(tolerated) or '-'},
+                    _step_list(injector.ops, base, self.extra_source,
+                               self.estimator.latest_checkpoint()))
     logging.info('%s/%s links=%s after=%s: %d steps: %s', filesystem,
                  plan_name, allow_links, after, steps, outcomes)
     print(f'\n{filesystem}/{plan_name} links={allow_links} after={after}: '
@@ -434,6 +493,7 @@ class FaultsTest(parameterized.TestCase):
                           for k in left), left)
       for version in partial | published | {os.path.basename(path)}:
         _remove(f'{base}/{version}')
+    _agree_with_doc(self, {'Steps': str(n - 1)})
     self.assertGreater(n, 8)
 
 

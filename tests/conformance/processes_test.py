@@ -3,7 +3,7 @@
 The workers (tests/export_worker.py) export the model this test trains, into
 a base shared with the test and with each other.
 """
-# bazel-data: :export_worker
+# bazel-data: :export_worker //docs:publishing.md
 
 import json
 import os
@@ -25,6 +25,7 @@ from testing import faults
 from testing import models
 from testing import receiver_fns
 from testing import running
+from tools import doc_generated
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _TESTS = os.path.dirname(_HERE)
@@ -39,6 +40,14 @@ def _versions(base: str) -> List[str]:
 def _staging(base: str) -> List[str]:
   return sorted(n for n in os.listdir(base)
                 if n.startswith(publish.STAGING_PREFIX))
+
+
+def _print_as_documented(test: absltest.TestCase, key: str, line: str) -> None:
+  """Prints `line`; docs/publishing.md shows one like it (same shape)."""
+  print('\n' + line)
+  test.assertEqual(doc_generated.disagreement(
+      'docs/publishing.md', f'tests/conformance/processes_test.py {key}', line,
+      measured=True), '')
 
 
 class ProcessesTest(absltest.TestCase):
@@ -157,8 +166,9 @@ class ProcessesTest(absltest.TestCase):
     self.assertEmpty(_staging(base))
     self.assertEqual(running.load_every_tag_set(last),
                      [['eval'], ['serve'], ['train']])
-    print(f'\nkilled 2 looping exporters; {killed_with_staging} left a '
-          f'staging directory; {len(_versions(base))} complete versions')
+    _print_as_documented(self, 'killed', (
+        f'killed 2 looping exporters; {killed_with_staging} left a '
+        f'staging directory; {len(_versions(base))} complete versions'))
 
   def test_eight_processes_export_at_the_same_moment(self):
     base = os.path.join(self.create_tempdir().full_path, 'export')
@@ -181,12 +191,13 @@ class ProcessesTest(absltest.TestCase):
                        [['eval'], ['serve'], ['train']])
     seconds = {int(r['start']) for r in results}
     durations = sorted(r['end'] - r['start'] for r in results)
-    print(f'\n8 exporters: started within '
-          f'{max(r["start"] for r in results) - released:.3f} s of the '
-          f'release, in {len(seconds)} distinct second(s); all done '
-          f'{all_done - released:.2f} s after it; per export '
-          f'{durations[0]:.3f}-{durations[-1]:.3f} s; versions '
-          f'{[int(os.path.basename(p)) for p in paths]}')
+    _print_as_documented(self, 'eight', (
+        f'8 exporters: started within '
+        f'{max(r["start"] for r in results) - released:.3f} s of the '
+        f'release, in {len(seconds)} distinct second(s); all done '
+        f'{all_done - released:.2f} s after it; per export '
+        f'{durations[0]:.3f}-{durations[-1]:.3f} s; versions '
+        f'{[int(os.path.basename(p)) for p in paths]}'))
 
 if __name__ == '__main__':
   absltest.main()

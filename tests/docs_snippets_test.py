@@ -56,6 +56,17 @@ class PagesTest(parameterized.TestCase):
                             'not name the page it writes')
 
 
+class QuotationsTest(absltest.TestCase):
+
+  def test_quoted_measurements_are_in_their_results_file(self):
+    found = [q for page in doc_blocks.pages()
+             for q in doc_blocks.quotations(page)]
+    self.assertNotEmpty(found)
+    for where, source, missing in found:
+      self.assertEqual(missing, [], f'{where} quotes numbers {source} does '
+                       'not have: update the quote (or re-run the benchmark)')
+
+
 class ExtractorTest(absltest.TestCase):
   """The extractor's rules, on pages written into a temporary root."""
 
@@ -201,6 +212,18 @@ class ExtractorTest(absltest.TestCase):
     self.assertFalse(doc_blocks.matches('first\nlast', 'first\nx\nlast'))
     self.assertFalse(doc_blocks.matches('a 12 B', 'a 13 B'))
     self.assertFalse(doc_blocks.matches('loss 0.3924', 'loss 0.3925'))
+
+  def test_quotations(self):
+    page = self._page('''\
+        <!-- docs-test: quotes docs/results.md -->
+        | a | 0.34 s | 8.2 s |
+
+        9.9 is not quoted.
+        ''')
+    with open(os.path.join(self.root, 'docs', 'results.md'), 'w') as f:
+      f.write('| 0.34 | 8.16 |')
+    self.assertEqual(doc_blocks.quotations(page, self.root),
+                     [('docs/page.md:1', 'docs/results.md', ['8.2'])])
 
   def test_ci_blocks_must_be_in_the_ci_script(self):
     page = self._page('<!-- docs-test: ci -->\n```sh\necho from-ci\n'

@@ -32,7 +32,8 @@ import re
 from typing import List, Optional, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MARKER_KINDS = ('output', 'file', 'skip', 'generated', 'ci', 'needs')
+MARKER_KINDS = ('output', 'file', 'skip', 'generated', 'ci', 'needs',
+                'quotes')
 _NO_ARGUMENT = ('output', 'ci')  # the others need one
 # Generated from docstrings and checked by tests/docs_test.py; its blocks
 # are signatures, not programs.
@@ -45,6 +46,7 @@ _MARKER = re.compile(r'^\s*<!--\s*docs-test:\s*(?P<kind>[\w-]+)\s*'
 _VERSION = re.compile(r'\b1\d{9}\b')
 _TIME = re.compile(r'\b\d+\.\d+ ?s\b')
 _PROGRAM_VERSION = re.compile(r'\b(TensorFlow|Python) \d+\.\d+\.\d+\b')
+_DECIMAL = re.compile(r'(?<![\w.])\d+\.\d+(?![\w.])')
 _NUMBER = re.compile(r'\d+(?:\.\d+)?')
 _NUMBERS = re.compile(r'N(?:, N)+')
 
@@ -128,7 +130,7 @@ def parse(page: str, root: str = ROOT) -> List[Block]:
       if kind not in _NO_ARGUMENT and not arg:
         raise DocsError(f'{page}:{i + 1}: docs-test: {kind} needs '
                         'an argument (reason, file name or key)')
-      marker = (kind, arg)
+      marker = None if kind == 'quotes' else (kind, arg)  # see quotations
       i += 1
       continue
     fence = _FENCE.match(line)
@@ -249,3 +251,31 @@ def diff(expected: str, actual: str, workdir: str = '') -> str:
   return '\n'.join(difflib.unified_diff(
       normalise(expected).split('\n'), normalise(actual, workdir).split('\n'),
       'shown', 'printed', lineterm=''))
+
+
+def quotations(page: str, root: str = ROOT) -> List[Tuple[str, str, List[str]]]:
+  """Measured numbers a page quotes from a results file, and where.
+
+  A `<!-- docs-test: quotes FILE -->` marker makes every decimal number
+  (`0.34`) of the paragraph or table after it a quotation of FILE.
+
+  Returns:
+    (where, FILE, [numbers of the paragraph that FILE does not contain]).
+  """
+  with open(os.path.join(root, page), encoding='utf-8') as f:
+    lines = f.read().split('\n')
+  found = []
+  for i, line in enumerate(lines):
+    marker = _MARKER.match(line)
+    if not marker or marker.group('kind') != 'quotes':
+      continue
+    source = marker.group('arg')
+    with open(os.path.join(root, source), encoding='utf-8') as f:
+      numbers = set(_DECIMAL.findall(f.read()))
+    end = next((j for j in range(i + 1, len(lines)) if not lines[j].strip()),
+               len(lines))
+    quoted = _DECIMAL.findall('\n'.join(lines[i + 1:end]))
+    found.append((f'{page}:{i + 1}', source,
+                  [n for n in quoted if n not in numbers]))
+  return found
+

@@ -8,7 +8,9 @@ MULTIMODE_EXPORT_UPDATE_DOCS=1 (and without xdist: `-p no:xdist`) the test
 writes what it measured instead.
 """
 
+import fnmatch
 import os
+import re
 from typing import Dict, List, Tuple
 
 from tools import doc_blocks
@@ -104,3 +106,54 @@ def disagreement(page: str, key: str, text: str, measured: bool = False,
           f'no:xdist {key.split()[0]}:\n' +
           doc_blocks.diff(shape(block.text) if measured else block.text,
                           shape(text) if measured else text))
+
+
+_CODE = re.compile(r'`([^`]+)`')
+
+
+def _test_names(cell: str) -> List[str]:
+  """The test name patterns a cell names: `test_a_{b,c}` -> test_a_b, ..."""
+  names = []
+  for span in _CODE.findall(cell):
+    if not span.startswith('test_'):
+      continue
+    braces = re.fullmatch(r'(.*)\{([^}]*)\}(.*)', span)
+    names += ([braces.group(1) + part + braces.group(3)
+               for part in braces.group(2).split(',')] if braces else [span])
+  return names
+
+
+def rows_naming_test(page: str, test_name: str,
+                     root: str = ROOT) -> List[Tuple[Dict[str, str], bool]]:
+  """The table rows of `page` whose cells name `test_name` (or a pattern).
+
+  Returns:
+    (cells by column header, whether the row names that test alone rather
+    than a family of tests such as `test_a_{b,c}`), for each row.
+  """
+  with open(os.path.join(root, page), encoding='utf-8') as f:
+    lines = f.read().split('\n')
+  rows, header = [], []
+  for line in lines:
+    if not line.startswith('|'):
+      header = []
+      continue
+    if not header:
+      header = _cells(line)
+      continue
+    cells = dict(zip(header, _cells(line)))
+    names = [n for c in cells.values() for n in _test_names(c)]
+    if any(fnmatch.fnmatchcase(test_name, n) for n in names):
+      rows.append((cells, names == [test_name]))
+  return rows
+
+
+def shows_message(cell: str, message: str) -> bool:
+  """Whether a code span of `cell` shows `message` (`...`, `<tmp>`: any)."""
+  for span in _CODE.findall(cell):
+    parts = [p.strip() for p in re.split(r'\.\.\.|<tmp>', span)]
+    if len(''.join(parts).strip()) > 3 and re.search(
+        '.*'.join(re.escape(p) for p in parts), message, re.S):
+      return True
+  return False
+

@@ -6,6 +6,8 @@ before: an existing base (holding an earlier export) keeps every byte, and a
 base that did not exist still does not, on local disk and on `ram://`.
 """
 
+# bazel-data: //docs:errors.md
+
 import os
 import shutil
 import subprocess
@@ -22,8 +24,10 @@ from testing import datasets
 from testing import faults
 from testing import models
 from testing import receiver_fns
+from tools import doc_generated
 
 ModeKeys = tf.estimator.ModeKeys
+DOC = 'docs/errors.md'  # a table row per test: exception and message
 
 
 def _remove(path: str) -> None:
@@ -115,6 +119,23 @@ class BadInputTest(parameterized.TestCase):
       for fragment in fragments:
         self.assertIn(fragment, str(raised.exception))
       self.assertEqual(faults.snapshot(parent), before, base)
+      if base == (bases or self._bases())[0]:
+        self._assert_documented(raised.exception)
+
+  def _assert_documented(self, error: Exception) -> None:
+    """docs/errors.md's row of this test shows the exception (and message).
+
+    The message is checked where the row names this test alone: a row for a
+    family of tests (`test_x_{a,b}`) shows the message of one of them.
+    """
+    rows = doc_generated.rows_naming_test(DOC, self._testMethodName)
+    self.assertLen(rows, 1, f'{DOC}: rows naming {self._testMethodName}')
+    [(row, alone)] = rows
+    [exception] = [v for k, v in row.items() if k.startswith('Exception')]
+    self.assertIn(f'`{type(error).__name__}`', exception)
+    if alone:
+      self.assertTrue(doc_generated.shows_message(row['Message'], str(error)),
+                      f'{DOC} shows {row["Message"]}, the message is {error}')
 
   def _export(self, receivers=None, estimator=None, **kwargs):
     receivers = receiver_fns.receiver_map() if receivers is None else receivers

@@ -3,9 +3,10 @@
 # it from outside the source tree: a module or data file that setup.py fails to
 # package makes the tests fail here, which an editable install would hide.
 #
-# Usage: bash tools/test_wheel.sh [pytest args...]   (default: -q -n 2)
+# Usage: bash tools/test_wheel.sh [pytest args...]   (default: -q -n 2 tests)
 # Work dir: $MULTIMODE_EXPORT_WHEEL_DIR (default: a new temp dir).
 set -euo pipefail
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="${MULTIMODE_EXPORT_WHEEL_DIR:-$(mktemp -d)}"
 mkdir -p "$work/dist" "$work/tree"
@@ -20,7 +21,7 @@ for entry in tests docs tools README.md setup.py; do
   cp -r "$repo/$entry" "$work/tree/"
 done
 cd "$work/tree"
-if [ $# -eq 0 ]; then set -- -q -n 2; fi
+if [ $# -eq 0 ]; then set -- -q -n 2 tests; fi
 "$work/venv/bin/python" - <<'PY'
 import multimode_export, os, sys
 where = os.path.dirname(multimode_export.__file__)
@@ -28,5 +29,5 @@ if 'site-packages' not in where:
   sys.exit(f'multimode_export imported from {where}, not from the wheel')
 print(f'testing the wheel installed at {where}')
 PY
-TF_CPP_MIN_LOG_LEVEL=2 "$work/venv/bin/python" -m pytest "$@" \
-  --ignore=tests/bazel_build_test.py tests </dev/null
+"$work/venv/bin/python" -m pytest \
+  --ignore=tests/bazel_build_test.py "$@" </dev/null

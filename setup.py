@@ -25,6 +25,8 @@ setuptools.setup(
     python_requires='>=3.9,<3.12',
     install_requires=[
         'absl-py>=1.0',
+        # Hardware crc32c for bundle copies and `verify` (Apache-2.0).
+        'google-crc32c>=1.5',
         f'tensorflow-estimator{TF_RANGE}',
         'numpy',
     ],
@@ -32,6 +34,8 @@ setuptools.setup(
         'cpu': [f'tensorflow-cpu{TF_RANGE}'],
         'gpu': [f'tensorflow{TF_RANGE}'],
         'test': ['pytest', 'pytest-xdist', 'hypothesis'],
+        # benchmarks/ only: the plots.
+        'bench': ['matplotlib'],
     },
     entry_points={
         'console_scripts': ['multimode-export=multimode_export.integration._cli:run'],

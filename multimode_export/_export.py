@@ -110,7 +110,7 @@ def export_all_saved_models(
   graphs share one `variables/`, taken from the checkpoint: the entries the
   first graph's saver restores (TRAIN, else EVAL, else PREDICT), plus any
   another graph needs. The variables come from the checkpoint files directly
-  (linked, copied or streamed), not through a Session.
+  (linked, copied, or a subset by extent copy), not through a Session.
 
   The export is staged in a hidden directory and published as
   `<export_dir_base>/<version>` (or as `export_dir`) only when complete; on

@@ -100,8 +100,9 @@ def export_saved_models_per_mode(
   `export_all_saved_models` (same arguments, same errors). Then each mode is
   written as a SavedModel with one MetaGraphDef and a `variables/` holding
   only the checkpoint entries that mode's saver restores (the PREDICT part
-  has no optimizer slots), streamed from the checkpoint files with bounded
-  memory, or linked when a mode needs the whole checkpoint.
+  has no optimizer slots), its tensors' extents copied from the checkpoint
+  files with bounded memory, or linked when a mode needs the whole
+  checkpoint.
 
   Layout: `<export_dir_base>/<mode dir>/<version>/`, mode dirs `train`,
   `eval`, `serve` (`layout.MODE_DIRS`), one version number shared by every

@@ -21,6 +21,7 @@ from multimode_export import _export as export_lib
 from multimode_export import _options as options_lib
 from multimode_export import _plan as plan_lib
 from multimode_export.graph import _saver_spec as saver_spec
+from multimode_export.variables import _bundle_index as bundle_index
 from multimode_export.variables import _transfer as variables_transfer
 from testing import assertions
 from testing import datasets
@@ -233,7 +234,7 @@ class CopyTest(_TrainedModels):
     self.addCleanup(tf.io.gfile.rmtree, base)
     self.assertTrue(export_dir.startswith('ram://'), export_dir)
     self.assertEqual(_method(logs),
-                     'copy' if len(modes) == 3 else 'stream')
+                     'copy' if len(modes) == 3 else 'extent_copy')
 
     # Load straight from ram:// ...
     loaded = tf.saved_model.load(export_dir, tags=['serve'])
@@ -253,7 +254,7 @@ class CopyTest(_TrainedModels):
     self.assert_every_tag_set_matches(local, expected, modes)
 
 
-class StreamTest(_TrainedModels):
+class SubsetTest(_TrainedModels):
 
   @parameterized.named_parameters(('plain', 1), ('partitioned', 3))
   def test_predict_only_skips_optimizer_slots(self, partitions):
@@ -262,7 +263,7 @@ class StreamTest(_TrainedModels):
     export_dir, logs = _transfer_logs(
         self, lambda: _export(est, self.create_tempdir().full_path,
                               (ModeKeys.PREDICT,)))
-    self.assertEqual(_method(logs), 'stream')
+    self.assertEqual(_method(logs), 'extent_copy')
     stock_dir = est.export_saved_model(self.create_tempdir().full_path,
                                        receiver_fns.serving_receiver_fn())
     stock = assertions.saved_variables(stock_dir.decode('utf-8'))
@@ -273,20 +274,36 @@ class StreamTest(_TrainedModels):
     for name in stock:
       self.assertEqual(ours[name].dtype, stock[name].dtype)
       self.assertEqual(ours[name].tobytes(), stock[name].tobytes(), name)
+    # The index too: every entry's dtype, shape, slices, size and crc32c.
+    _, our_entries = bundle_index.read(
+        os.path.join(export_dir, 'variables', 'variables.index'))
+    _, stock_entries = bundle_index.read(
+        os.path.join(stock_dir.decode('utf-8'), 'variables', 'variables.index'))
+    self.assertSameElements(our_entries, stock_entries)
+    for key, entry in stock_entries.items():
+      for field in ('dtype', 'shape', 'slices', 'size', 'crc32c'):
+        self.assertEqual(getattr(our_entries[key], field), getattr(entry, field),
+                         f'{key!r}: {field}')
     self.assert_every_tag_set_matches(export_dir,
                                       assertions.checkpoint_values(prefix),
                                       (ModeKeys.PREDICT,))
 
-  @parameterized.named_parameters(('plain', 1), ('partitioned', 3))
-  def test_small_chunks(self, partitions):
-    est = self.estimators[partitions]
-    prefix = est.latest_checkpoint()
-    whole = _export(est, self.create_tempdir().full_path, (ModeKeys.PREDICT,))
+  def test_repartitioned_model_is_streamed_in_small_chunks(self):
+    # The graph reads `w` as 3 slices; the checkpoint holds it whole: no
+    # extent to copy, so the subset is read and written through TF ops.
+    est = self.estimators[3]
+    prefix = self.estimators[1].latest_checkpoint()
+    whole = _export(est, self.create_tempdir().full_path, (ModeKeys.PREDICT,),
+                    checkpoint_path=prefix)
     chunked, logs = _transfer_logs(
         self, lambda: _export_with_options(
             est, self.create_tempdir().full_path, (ModeKeys.PREDICT,),
-            chunk_bytes=8))
-    # w (3 floats, or 3 one-float partitions), b (1 float), global_step (int64).
+            checkpoint_path=prefix, chunk_bytes=8))
+    self.assertEqual(_method(logs), 'stream')
+    self.assertTrue(any(m.startswith("extent copy cannot write this subset "
+                                     "('w' is read as slices") for m in logs),
+                    logs)
+    # w (3 one-float slices), b (1 float), global_step (int64).
     chunks = [m for m in logs if m.startswith('streaming 24 bytes')]
     self.assertLen(chunks, 1, logs)
     self.assertRegex(chunks[0], r'in [3-5] chunk\(s\) of at most 8 bytes')
@@ -295,7 +312,8 @@ class StreamTest(_TrainedModels):
         {k: v.tobytes() for k, v in assertions.saved_variables(whole).items()})
     self.assertFalse(tf.io.gfile.exists(
         os.path.join(chunked, 'variables', '.parts')))
-    self.assert_every_tag_set_matches(chunked, assertions.checkpoint_values(prefix),
+    self.assert_every_tag_set_matches(chunked,
+                                      assertions.checkpoint_values(prefix),
                                       (ModeKeys.PREDICT,))
 
 
@@ -335,7 +353,7 @@ class PredictOnlyVariableTest(_TrainedModels):
         os.path.join(self.create_tempdir().full_path, 'model.ckpt-2'), values)
 
   @parameterized.named_parameters(('link', ALL_MODES, 'hardlink'),
-                                  ('stream', (ModeKeys.PREDICT,), 'stream'))
+                                  ('subset', (ModeKeys.PREDICT,), 'extent_copy'))
   def test_included_when_the_checkpoint_has_it(self, modes, method):
     prefix = self._checkpoint_with_scale(2.0)
     export_dir, logs = _transfer_logs(

@@ -1,36 +1,50 @@
-"""Reading a V2 checkpoint's `.index` file, to check its data shards.
+"""The V2 checkpoint (tensor_bundle) index: reading it and writing one.
 
-TensorFlow's checkpoint reader opens only the index, so a data shard that is
-missing, truncated or replaced by a shorter file goes unnoticed until a
-tensor is read, which an export that links or copies the files never does.
-The index says where every tensor lives: it is a LevelDB-format table
-(tensor_bundle writes it uncompressed) whose empty key holds a
-`BundleHeaderProto` (number of shards) and every other key a
-`BundleEntryProto` (shard id, offset, size, crc32c). Comparing each shard's
+This module owns the bundle's index format. TensorFlow's checkpoint reader
+opens only the index, so a data shard that is missing, truncated or replaced
+by a shorter file goes unnoticed until a tensor is read, which an export that
+links or copies the files never does. The index says where every tensor
+lives: it is a LevelDB-format table (tensor_bundle writes it uncompressed)
+whose empty key holds a `BundleHeaderProto` (number of shards) and every
+other key a `BundleEntryProto` (dtype, shape, shard id, offset, size,
+crc32c, and for a partitioned variable its slices). Comparing each shard's
 size with the end of the last tensor in it finds truncation from metadata
-alone, in time proportional to the index, not to the data.
+alone; and since every tensor (or slice) is one contiguous extent of a data
+shard, a subset of a bundle is its extents copied plus an index written here
+(`serialize`), with no tensor decoded.
 
-Layout read here (leveldb/table/format.{h,cc}, the same in
-tensorflow/tsl/lib/io/format.h):
+Layout (leveldb/table/format.{h,cc}, the same in tensorflow/tsl/lib/io):
 * footer (last 48 bytes): metaindex handle, index handle (varint64 offset
-  and size each), zero padding, 8-byte magic 0xdb4775248b80fb57;
+  and size each), zero padding to 40 bytes, 8-byte magic 0xdb4775248b80fb57;
 * a block: entries, then uint32 restart offsets and their uint32 count, then
   a 5-byte trailer (compression type, masked crc32c of block + type);
 * an entry: varint32 shared key bytes, varint32 non-shared key bytes,
-  varint32 value length, the non-shared key bytes, the value.
+  varint32 value length, the non-shared key bytes, the value;
+* the index block maps a key >= every key of a data block to that block's
+  handle; keys ascend bytewise, the header's empty key first.
+
+A slice of a partitioned variable has its own key (tensor_slice_util's
+`EncodeTensorNameSlice`, an OrderedCode string): a 0x00 byte, the variable's
+name with 0x00 escaped as 0x00 0xff and 0xff as 0xff 0x00, ended by 0x00
+0x01, then the slice's extents.
 """
 
 import struct
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
+import google_crc32c
 import tensorflow as tf
 from tensorflow.core.protobuf import tensor_bundle_pb2
 
 _FOOTER_BYTES = 48
+_HANDLES_BYTES = 40
 _MAGIC = 0xdb4775248b80fb57
 _TRAILER_BYTES = 5
 _NO_COMPRESSION = 0
 _CRC_MASK_DELTA = 0xa282ead8
+# TensorFlow's table defaults (tsl/lib/io/table_options.h).
+_BLOCK_BYTES = 256 << 10
+_RESTART_INTERVAL = 16
 
 Header = tensor_bundle_pb2.BundleHeaderProto
 Entry = tensor_bundle_pb2.BundleEntryProto
@@ -40,26 +54,15 @@ class IndexFormatError(ValueError):
   """The index is not a well-formed, uncompressed tensor_bundle table."""
 
 
-def _crc32c_table() -> List[int]:
-  table = []
-  for i in range(256):
-    crc = i
-    for _ in range(8):
-      crc = (crc >> 1) ^ (0x82f63b78 if crc & 1 else 0)
-    table.append(crc)
-  return table
+def crc32c(data, crc: int = 0) -> int:
+  """CRC-32C (Castagnoli) of `data` (bytes-like), extending `crc`."""
+  return google_crc32c.extend(crc, data)
 
 
-_CRC_TABLE = _crc32c_table()
-
-
-def crc32c(data: bytes) -> int:
-  """CRC-32C (Castagnoli) of `data`; fast enough for index blocks."""
-  crc = 0xffffffff
-  table = _CRC_TABLE
-  for byte in data:
-    crc = table[(crc ^ byte) & 0xff] ^ (crc >> 8)
-  return crc ^ 0xffffffff
+def mask(crc: int) -> int:
+  """The masked form tables and string tensors store a crc32c in."""
+  return ((((crc >> 15) | (crc << 17)) & 0xffffffff) +
+          _CRC_MASK_DELTA) & 0xffffffff
 
 
 def _unmask(masked: int) -> int:
@@ -77,6 +80,16 @@ def _varint(buf: bytes, pos: int, end: int) -> Tuple[int, int]:
       return result, pos
     shift += 7
   raise IndexFormatError(f'bad varint at byte {pos}')
+
+
+def encode_varint(value: int) -> bytes:
+  """`value` (>= 0) as a little-endian base-128 varint."""
+  out = bytearray()
+  while value >= 0x80:
+    out.append((value & 0x7f) | 0x80)
+    value >>= 7
+  out.append(value)
+  return bytes(out)
 
 
 def _block(buf: bytes, offset: int, size: int) -> bytes:
@@ -162,6 +175,131 @@ def read(index_path: str) -> Tuple[Header, Dict[bytes, Entry]]:
     return parse(f.read())
 
 
+class _BlockBuilder:
+  """One table block: prefix-compressed entries and their restart points."""
+
+  def __init__(self, restart_interval: int):
+    self._interval = restart_interval
+    self.clear()
+
+  def clear(self) -> None:
+    self._buf, self._restarts = bytearray(), [0]
+    self._count, self.last_key = 0, b''
+
+  @property
+  def empty(self) -> bool:
+    return not self._buf
+
+  @property
+  def size(self) -> int:
+    return len(self._buf) + 4 * (len(self._restarts) + 1)
+
+  def add(self, key: bytes, value: bytes) -> None:
+    shared = 0
+    if self._count == self._interval:
+      self._restarts.append(len(self._buf))
+      self._count = 0
+    else:
+      limit = min(len(key), len(self.last_key))
+      while shared < limit and key[shared] == self.last_key[shared]:
+        shared += 1
+    self._buf += (encode_varint(shared) + encode_varint(len(key) - shared) +
+                  encode_varint(len(value)) + key[shared:] + value)
+    self._count += 1
+    self.last_key = key
+
+  def finish(self) -> bytes:
+    return bytes(self._buf) + struct.pack(
+        f'<{len(self._restarts) + 1}I', *self._restarts, len(self._restarts))
+
+
+def _append_block(out: bytearray, contents: bytes) -> bytes:
+  """Appends a block and its trailer; returns the block's encoded handle."""
+  handle = encode_varint(len(out)) + encode_varint(len(contents))
+  trailer = bytes([_NO_COMPRESSION])
+  out += contents + trailer + struct.pack(
+      '<I', mask(crc32c(contents + trailer)))
+  return handle
+
+
+def serialize(header: Header, entries: Dict[bytes, Entry]) -> bytes:
+  """The bytes of a `.index` file holding `header` and `entries`.
+
+  Args:
+    header: the bundle header (its `num_shards` must match the data files).
+    entries: non-empty key -> entry, in any order.
+
+  Returns:
+    An uncompressed table TensorFlow's BundleReader (and `parse`) reads.
+  """
+  out = bytearray()
+  data = _BlockBuilder(_RESTART_INTERVAL)
+  index = _BlockBuilder(1)
+  items = [(b'', header.SerializeToString())] + [
+      (key, entries[key].SerializeToString()) for key in sorted(entries)]
+  for key, value in items:
+    data.add(key, value)
+    if data.size >= _BLOCK_BYTES:
+      index.add(data.last_key, _append_block(out, data.finish()))
+      data.clear()
+  if not data.empty:
+    index.add(data.last_key, _append_block(out, data.finish()))
+  metaindex_handle = _append_block(out, _BlockBuilder(1).finish())
+  index_handle = _append_block(out, index.finish())
+  handles = metaindex_handle + index_handle
+  out += handles + bytes(_HANDLES_BYTES - len(handles))
+  out += struct.pack('<Q', _MAGIC)
+  return bytes(out)
+
+
+def write(index_path: str, header: Header, entries: Dict[bytes, Entry]) -> None:
+  """Writes a `.index` file (any filesystem); see `serialize`."""
+  with tf.io.gfile.GFile(index_path, 'wb') as f:
+    f.write(serialize(header, entries))
+
+
+def slice_name(key: bytes) -> Optional[str]:
+  """The variable a slice entry's key belongs to; None for a whole tensor."""
+  if not key.startswith(b'\x00'):
+    return None
+  name, pos = bytearray(), 1
+  while pos + 1 < len(key):
+    byte, following = key[pos], key[pos + 1]
+    if byte == 0x00 and following == 0x01:
+      return name.decode('utf-8')
+    if byte in (0x00, 0xff):
+      name.append(byte)
+      pos += 2
+    else:
+      name.append(byte)
+      pos += 1
+  raise IndexFormatError(f'slice key {key!r} has no end of name')
+
+
+Bounds = Tuple[Tuple[int, int], ...]
+
+
+def slice_bounds(shape, tensor_slice) -> Bounds:
+  """(start, length) per dimension of a TensorSliceProto of a tensor of
+  `shape`; a dimension the proto leaves open is (0, its size)."""
+  return tuple((e.start, e.length) if e.HasField('length') else (0, dim)
+               for dim, e in zip(shape, tensor_slice.extent))
+
+
+def spec_bounds(spec: str) -> Tuple[Tuple[int, ...], Bounds]:
+  """(full shape, bounds) of a Saver slice string such as '4 3 0,1:-'."""
+  *dims, extents = spec.split(' ')
+  shape = tuple(int(d) for d in dims)
+  bounds = []
+  for dim, extent in zip(shape, extents.split(':')):
+    if extent == '-':
+      bounds.append((0, dim))
+    else:
+      start, length = extent.split(',')
+      bounds.append((int(start), int(length)))
+  return shape, tuple(bounds)
+
+
 def shard_extents(entries: Dict[bytes, Entry]) -> Dict[int, int]:
   """Shard id -> the byte offset where its last tensor ends."""
   extents: Dict[int, int] = {}
@@ -170,3 +308,14 @@ def shard_extents(entries: Dict[bytes, Entry]) -> Dict[int, int]:
       end = entry.offset + entry.size
       extents[entry.shard_id] = max(extents.get(entry.shard_id, 0), end)
   return extents
+
+
+def variable_bytes(entries: Dict[bytes, Entry]) -> Dict[str, int]:
+  """Variable name -> bytes its data takes (a partitioned one: its slices')."""
+  sizes: Dict[str, int] = {}
+  for key, entry in entries.items():
+    name = slice_name(key)
+    if name is None:
+      name = key.decode('utf-8')
+    sizes[name] = sizes.get(name, 0) + entry.size
+  return sizes

@@ -1,6 +1,6 @@
 """Producing a SavedModel's `variables/` straight from checkpoint files.
 
-Three ways, chosen by `write_variables`:
+Four ways, chosen by `write_variables`:
 
 * link: the checkpoint holds exactly the keys the export needs, so its index
   and data shards become `variables/variables.*` as they are. On a local
@@ -14,9 +14,12 @@ Three ways, chosen by `write_variables`:
   prefix rewrites `<prefix>.index` in place (MergeV2Checkpoints opens it
   with truncation). On other filesystems (`gs://`, `s3://`, `ram://`...)
   the files are copied in chunks.
-* stream: the checkpoint holds more than needed (optimizer slots in a
-  PREDICT-only export): only the needed entries are read, a bounded chunk at
-  a time, written as small bundles and merged into one.
+* extent_copy: the checkpoint holds more than needed (optimizer slots in a
+  PREDICT-only export): the needed entries' bytes are copied into a new data
+  shard and a new index is written (`extent_copy`); nothing is decoded.
+* stream: the fallback when a graph reads a variable in other slices than
+  the checkpoint stores: only the needed entries are read, a bounded chunk
+  at a time, written as small bundles and merged into one.
 * session: the graph's saver cannot be read from the graph (a V1-format or
   exotic custom saver) or the checkpoint is V1: the values go through a
   Session restore/save, as in the stock export.
@@ -41,6 +44,7 @@ from multimode_export import _tf_private
 from multimode_export import errors
 from multimode_export.graph import _saver_spec as saver_spec
 from multimode_export.variables import _checkpoint as checkpoint_lib
+from multimode_export.variables import _extent_copy as extent_copy
 
 VARIABLES_PREFIX = 'variables'  # variables/variables.{index,data-*}
 _FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
@@ -79,32 +83,9 @@ def _reflink(src: str, dst: str) -> None:
 
 
 def _copy_local(src: str, dst: str, progress: _Progress) -> None:
-  """Copies inside the kernel (copy_file_range, else sendfile), as `cp` does.
-
-  A read/write loop through Python buffers was several times slower than
-  `cp` on a 3 GiB checkpoint.
-  """
   with open(src, 'rb') as fin, open(dst, 'xb') as fout:
-    size = os.fstat(fin.fileno()).st_size
-    offset = 0
-    copy_range = getattr(os, 'copy_file_range', None)
-    while offset < size:
-      count = min(_COPY_CHUNK, size - offset)
-      sent = 0
-      if copy_range is not None:
-        try:
-          sent = copy_range(fin.fileno(), fout.fileno(), count, offset, offset)
-        except OSError:  # EXDEV on older kernels, ENOSYS, EINVAL...
-          copy_range = None
-          # sendfile writes at the file position, which copy_file_range with
-          # explicit offsets did not move.
-          os.lseek(fout.fileno(), offset, os.SEEK_SET)
-      if copy_range is None:
-        sent = os.sendfile(fout.fileno(), fin.fileno(), offset, count)
-      if sent == 0:
-        raise OSError(errno.EIO, f'{src} ended at {offset} of {size} bytes')
-      offset += sent
-      progress.add(sent)
+    extent_copy.copy_range_local(fin.fileno(), fout.fileno(), 0, 0,
+                                 os.fstat(fin.fileno()).st_size, progress.add)
 
 
 def _copy(src: str, dst: str, progress: _Progress) -> None:
@@ -300,11 +281,38 @@ def write_variables(checkpoint: checkpoint_lib.CheckpointInfo,
     method = link_or_copy_bundle(checkpoint, variables_dir, allow_links)
     size = checkpoint.total_bytes
   else:
-    size = stream_subset(checkpoint, needed, variables_dir, chunk_bytes,
-                         constants)
-    method = 'stream'
+    method, size = _write_subset(checkpoint, needed, variables_dir,
+                                 chunk_bytes, constants)
   logging.info('variables/ written by %s: %d keys, %d bytes', method,
                len(keys), size)
+
+
+def _write_subset(checkpoint: checkpoint_lib.CheckpointInfo,
+                  needed: Dict[str, saver_spec.VariableSpec],
+                  variables_dir: str, chunk_bytes: int,
+                  constants: Dict[str, np.ndarray]) -> Tuple[str, int]:
+  """Writes a subset by extent copy, else streams it; returns (method, bytes)."""
+  try:
+    if not _holds_constants(checkpoint, constants):
+      raise extent_copy.UnsupportedSubsetError(
+          'the saver writes constants the checkpoint does not hold: '
+          f'{", ".join(sorted(constants))}')
+    copied = dict(needed)
+    for name, value in constants.items():
+      copied[name] = saver_spec.VariableSpec(name, value.dtype.name, None)
+    subset = extent_copy.plan(checkpoint.prefix + '.index', copied)
+  except extent_copy.UnsupportedSubsetError as e:
+    logging.info('extent copy cannot write this subset (%s); streaming it '
+                 'through TensorFlow ops', e)
+    return 'stream', stream_subset(checkpoint, needed, variables_dir,
+                                   chunk_bytes, constants)
+  progress = _Progress(f'copying {len(subset.entries)} entries of '
+                       f'{checkpoint.prefix}', subset.bytes)
+  extent_copy.write_subset(
+      checkpoint.prefix, subset,
+      filesystem.join(variables_dir, VARIABLES_PREFIX),
+      progress=progress.add)
+  return 'extent_copy', subset.bytes
 
 
 def written_variables(variables_dir: str) -> Dict[str, Tuple[str, Tuple[int, ...]]]:

@@ -273,10 +273,13 @@ class BadInputTest(parameterized.TestCase):
 
   def test_corrupted_data_bytes_when_streamed(self):
     # Same size, other bytes: only a tensor's crc32c can tell, checked when
-    # the tensor is read. A PREDICT-only export streams (reads) the tensors
-    # it needs; a linking export does not read them (see docs/errors.md).
-    estimator = self._damaged_copy(lambda p: self._flip_bytes(
+    # the tensor is read. A graph that reads `w` in 3 slices from a
+    # checkpoint that holds it whole is streamed (read) through TF ops; a
+    # linking or extent-copying export does not read tensors (see
+    # docs/errors.md: `verify` finds the damage there).
+    damaged = self._damaged_copy(lambda p: self._flip_bytes(
         p + '.data-00000-of-00001', 0, 1 << 20))
+    estimator = self._estimator(model_dir=damaged.model_dir, partitions=3)
     self.assertRejected(
         self._export(receiver_fns.receiver_map((ModeKeys.PREDICT,)),
                      estimator=estimator),

@@ -48,6 +48,8 @@ from multimode_export.publishing import _remote as remote
 from multimode_export.publishing import _staging as publish
 from multimode_export.saved_model import _assets_extra as assets_extra
 from multimode_export.saved_model import _writer as saved_model_writer
+from multimode_export.variables import _bundle_index as bundle_index
+from multimode_export.variables import _extent_copy as extent_copy
 from multimode_export.variables import _transfer as variables_transfer
 from testing import faults
 from testing import models
@@ -190,17 +192,18 @@ class FaultInjector:
     with contextlib.ExitStack() as stack:
       # Every module that writes, moves or removes files.
       for module in (filesystem_lib, publish, local, remote, group,
-                     saved_model_writer, variables_transfer, assets_extra,
-                     per_mode, target_dir):
+                     saved_model_writer, variables_transfer, extent_copy,
+                     bundle_index, assets_extra, per_mode, target_dir):
         stack.enter_context(mock.patch.object(module, 'tf', faulty_tf))
       for module in (filesystem_lib, local, remote, group, lock,
-                     variables_transfer, target_dir):
+                     variables_transfer, extent_copy, target_dir):
         stack.enter_context(mock.patch.object(module, 'os', faulty_os))
       for module in (lock, variables_transfer):
         stack.enter_context(mock.patch.object(module, 'fcntl', faulty_fcntl))
       stack.enter_context(mock.patch.object(local, 'shutil', faulty_shutil))
-      stack.enter_context(mock.patch.object(
-          variables_transfer, 'open', self._builtin_open, create=True))
+      for module in (variables_transfer, extent_copy):
+        stack.enter_context(mock.patch.object(
+            module, 'open', self._builtin_open, create=True))
       yield self
 
 
@@ -287,7 +290,7 @@ class FaultsTest(parameterized.TestCase):
             cls.estimator, '/unused', receiver_fns.receiver_map(),
             options_lib.ExportOptions(
                 assets_extra={'notes/vocab.txt': cls.extra_source})),
-        # PREDICT only: variables/ is streamed (SaveV2 + merge), not linked.
+        # PREDICT only: variables/ is a subset (extents copied, a new index).
         'predict': plan_lib.plan_export(
             cls.estimator, '/unused',
             receiver_fns.receiver_map((ModeKeys.PREDICT,)),

@@ -194,6 +194,18 @@ class CliTest(models.ClassRootMixin, tf.test.TestCase):
     self.assertNotRegex(out.getvalue(), r'train\s+train_step')
     self.assertIn('tf1_signature:train', out.getvalue())
 
+  def test_verify_with_a_memory_budget_skips_loads(self):
+    out = io.StringIO()
+    with flagsaver.flagsaver(max_load_gib=1e-9), \
+         contextlib.redirect_stdout(out):
+      flags.FLAGS['max_load_gib'].present = 1
+      status = cli.main(['multimode-export', 'verify', self.export])
+    self.assertEqual(status, 0, out.getvalue())
+    self.assertRegex(out.getvalue(), r'ok\s+\*\s+variables\s+.*crc32c')
+    self.assertRegex(out.getvalue(),
+                     r'skip\s+train\s+loads\s+not loaded: .*max_load_gib=1e-09')
+    self.assertNotIn('tf1_load', out.getvalue())
+
   def test_error_is_one_line(self):
     result = self._result('inspect_missing')
     self.assertEqual(result.returncode, 1)
@@ -214,7 +226,7 @@ class CliTest(models.ClassRootMixin, tf.test.TestCase):
     self.assertEqual(result.returncode, 0, result.stderr)
     for text in ('multimode-export demo', 'multimode-export inspect EXPORT_DIR',
                  'multimode-export verify', '--export_dir_base', '--steps',
-                 '--[no]run_train_step', 'Exit status: 0'):
+                 '--[no]run_train_step', '--max_load_gib', 'Exit status: 0'):
       self.assertIn(text, result.stdout)
 
 
@@ -233,6 +245,8 @@ class MainTest(absltest.TestCase):
        '--export_dir_base does not apply to verify'),
       (['demo'], {'run_train_step': False},
        '--run_train_step does not apply to demo'),
+      (['inspect', '/tmp'], {'max_load_gib': 1.0},
+       '--max_load_gib does not apply to inspect'),
   )
 
   def test_usage_errors(self):

@@ -24,13 +24,15 @@ class CheckResult:
   Attributes:
     name: the check, e.g. 'tf1_load' or 'tf2_signature:serving_default'.
     tags: the tag set of the MetaGraphDef checked; () for the whole export.
-    ok: whether the check passed.
-    detail: what was checked and seen, or why it failed.
+    ok: whether the check passed (a skipped check counts as passed).
+    detail: what was checked and seen, or why it failed or was skipped.
+    skipped: the check was not run (see `detail`).
   """
   name: str
   tags: Tuple[str, ...]
   ok: bool
   detail: str
+  skipped: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +56,11 @@ class VerifyReport:
     """The checks that failed."""
     return tuple(c for c in self.checks if not c.ok)
 
+  @property
+  def skipped(self) -> Tuple[CheckResult, ...]:
+    """The checks that were not run (e.g. over `max_load_gib`)."""
+    return tuple(c for c in self.checks if c.skipped)
+
   def __str__(self) -> str:
     failed = len(self.failures)
     if self.ok:
@@ -67,7 +74,7 @@ class VerifyReport:
     lines = [head, f'  {"":4}  {"tags":{tag_width}}  {"check":{name_width}}  '
              'detail']
     for check, tags in zip(self.checks, tag_texts):
-      status = 'ok' if check.ok else 'FAIL'
+      status = 'skip' if check.skipped else 'ok' if check.ok else 'FAIL'
       lines.append(f'  {status:4}  {tags:{tag_width}}  {check.name:{name_width}}'
                    f'  {check.detail}')
     return '\n'.join(lines)
@@ -126,3 +133,7 @@ class Recorder:
   def fail(self, name: str, tags: Tuple[str, ...], detail: str) -> None:
     logging.info('FAIL [%s] %s: %s', ','.join(tags), name, detail)
     self.results.append(CheckResult(name, tags, False, detail))
+
+  def skip(self, name: str, tags: Tuple[str, ...], detail: str) -> None:
+    logging.info('skip [%s] %s: %s', ','.join(tags), name, detail)
+    self.results.append(CheckResult(name, tags, True, detail, skipped=True))

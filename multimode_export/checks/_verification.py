@@ -5,8 +5,10 @@ Works on any SavedModel (one written by this package, the stock
 whole export it checks:
 
 - `saved_model`: the proto parses and holds at least one MetaGraphDef;
-- `variables`: `variables/variables` is readable, every tensor included
-  (a truncated or corrupt data file fails here, naming the variable).
+- `variables`: `variables/variables` is readable and every tensor's bytes
+  match the crc32c the index stores for it (each data file is read once
+  through a bounded buffer; a truncated or corrupt data file fails here,
+  naming the variable).
 
 and for each MetaGraphDef (tag set):
 
@@ -23,7 +25,10 @@ and for each MetaGraphDef (tag set):
 - `tf2_load`: `tf.saved_model.load(export_dir, tags=...)`;
 - `tf2_signature:<key>`: each signature of the TF2 object runs.
 
-A check that fails stops only the checks that depend on it.
+A check that fails stops only the checks that depend on it. Tag sets are
+loaded one at a time and freed before the next; with `max_load_gib`, a tag
+set whose variables take more is not loaded: a `loads` check reports it
+skipped, with the reason.
 
 Given an export base or a per-mode export instead of a SavedModel directory,
 `verify` checks the newest export's SavedModels (see `verify`).
@@ -31,7 +36,7 @@ Given an export base or a per-mode export instead of a SavedModel directory,
 
 import dataclasses
 import gc
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -40,12 +45,14 @@ from absl import logging
 from multimode_export import _filesystem as filesystem
 from multimode_export import _tf_private
 from multimode_export import errors
+from multimode_export.checks import _load_budget as load_budget
 from multimode_export.checks import _report as report_lib
 from multimode_export.checks import _synthetic_inputs as synthetic_inputs
 from multimode_export.checks import _wording as wording
 from multimode_export.graph import _saver_spec as saver_spec
 from multimode_export.publishing import _layout as layout
 from multimode_export.saved_model import _format
+from multimode_export.variables import _bundle_check as bundle_check
 from multimode_export.variables import _checkpoint as checkpoint
 
 _TRAINING_METHOD = 'tensorflow/supervised/training'
@@ -64,19 +71,21 @@ def _check_variables(export_dir: str
     raise report_lib.CheckFailed(
         'variables/ unreadable: '
         f'{report_lib.describe_error(e.__cause__)}') from e
+  try:
+    scanned = bundle_check.check(prefix)
+  except bundle_check.BundleDataError as e:
+    raise report_lib.CheckFailed(str(e)) from e
+  except Exception as e:  # pylint: disable=broad-except
+    # An unreadable shard, a variant tensor TF cannot read.
+    raise report_lib.CheckFailed(
+        f'variables/ unreadable: {report_lib.describe_error(e)}') from e
   shapes = reader.get_variable_to_shape_map()
   dtypes = reader.get_variable_to_dtype_map()
-  total = 0
-  for key in sorted(shapes):
-    try:
-      total += np.asarray(reader.get_tensor(key)).nbytes
-    except Exception as e:  # pylint: disable=broad-except
-      # A short data file raises IndexError, a bad checksum DataLossError.
-      raise report_lib.CheckFailed(f'variable {key!r} unreadable: '
-                                   f'{report_lib.describe_error(e)}') from e
   variables = {k: (dtypes[k].name, tuple(shapes[k])) for k in shapes}
-  return (f'{wording.count(len(variables), "variable")} readable, '
-          f'{total} bytes of tensor data',
+  return (f'{wording.count(len(variables), "variable")} readable, crc32c of '
+          f'{wording.count(scanned.entries, "stored tensor")} '
+          f'({scanned.bytes} bytes in '
+          f'{wording.count(scanned.shards, "data file")}) checked',
           variables)
 
 
@@ -284,7 +293,8 @@ def _verify_tf2(graph: _Graph, recorder: report_lib.Recorder) -> None:
 
 
 def verify(export_dir: filesystem.PathLike, *,
-           run_train_step: bool = True) -> report_lib.VerifyReport:
+           run_train_step: bool = True,
+           max_load_gib: Optional[float] = None) -> report_lib.VerifyReport:
   """Loads and runs every MetaGraphDef of an export; reports each check.
 
   Never raises for a broken export: every problem is a failed check in the
@@ -310,44 +320,51 @@ def verify(export_dir: filesystem.PathLike, *,
     export_dir: the export's path (str, bytes or os.PathLike).
     run_train_step: run one step of each graph's train op (in memory only;
       nothing is written).
+    max_load_gib: if set, a tag set whose variables take more GiB is not
+      loaded (its load and signature checks are reported as one skipped
+      `loads` check); every variable's crc32c is still checked.
 
   Returns:
     A VerifyReport; `report.ok` tells whether every check passed.
 
   Raises:
     TypeError: `export_dir` is not a path.
+    ValueError: `max_load_gib` is not a positive number.
   """
+  load_budget.check_budget(max_load_gib)
   try:
     export_dir = filesystem.as_str(export_dir)
   except TypeError as e:
     raise TypeError('export_dir: expected str, bytes or os.PathLike, got '
                     f'{type(export_dir).__name__}') from e
   if _format.is_saved_model(export_dir):
-    return _verify_saved_model(export_dir, run_train_step)
+    return _verify_saved_model(export_dir, run_train_step, max_load_gib)
   try:
     found, version, dirs = layout.newest_export(export_dir)
   except (errors.NotASavedModelError, tf.errors.OpError):
     # Not an export of either layout: report why it is no SavedModel.
-    return _verify_saved_model(export_dir, run_train_step)
+    return _verify_saved_model(export_dir, run_train_step, max_load_gib)
   missing = [layout.MODE_DIRS[m] for m in found.mode_dirs if m not in dirs]
   layout_check = report_lib.CheckResult(
       'layout', (), not missing, layout.describe(found, version) + (
           f'; no complete version: {", ".join(missing)} missing'
           if missing else ''))
   if found.kind == layout.SHARED:
-    report = _verify_saved_model(dirs[layout.SHARED], run_train_step)
+    report = _verify_saved_model(dirs[layout.SHARED], run_train_step,
+                                 max_load_gib)
     return report_lib.VerifyReport(report.export_dir,
                                    (layout_check,) + report.checks)
   checks = [layout_check]
   for mode, path in dirs.items():
-    report = _verify_saved_model(path, run_train_step)
+    report = _verify_saved_model(path, run_train_step, max_load_gib)
     prefix = layout.MODE_DIRS[mode] + '/'
     checks.extend(dataclasses.replace(c, name=prefix + c.name)
                   for c in report.checks)
   return report_lib.VerifyReport(export_dir, tuple(checks))
 
 
-def _verify_saved_model(export_dir: str, run_train_step: bool
+def _verify_saved_model(export_dir: str, run_train_step: bool,
+                        max_load_gib: Optional[float]
                         ) -> report_lib.VerifyReport:
   """`verify` for one SavedModel directory."""
   recorder = report_lib.Recorder()
@@ -376,6 +393,10 @@ def _verify_saved_model(export_dir: str, run_train_step: bool
     if meta_graph_def.asset_file_def:
       recorder.run('assets', graph.tags,
                    lambda: _check_assets(export_dir, graph.meta_graph_def))
+    skip = load_budget.over_budget(export_dir, meta_graph_def, max_load_gib)
+    if skip:
+      recorder.skip('loads', graph.tags, skip)
+      continue
     _verify_tf1(graph, run_train_step, recorder)
     _verify_tf2(graph, recorder)
   return report_lib.VerifyReport(export_dir, tuple(recorder.results))

@@ -3,7 +3,7 @@
 Usage:
   multimode-export demo [--export_dir_base=DIR] [--steps=N]
   multimode-export inspect EXPORT_DIR
-  multimode-export verify [--norun_train_step] EXPORT_DIR
+  multimode-export verify [--norun_train_step] [--max_load_gib=GIB] EXPORT_DIR
   (or: python -m multimode_export ...)
 
 Commands:
@@ -17,7 +17,10 @@ Commands:
   verify   Load every tag set with the TF1 loader and with
            tf.saved_model.load(tags=...), check the variables each saver
            restores, run every signature on synthetic inputs and one train
-           step, and print a report with one line per check.
+           step, and print a report with one line per check. Every
+           tensor's crc32c is checked in one bounded-memory pass; with
+           --max_load_gib a tag set whose variables take more is not loaded
+           (reported as skipped).
 
 EXPORT_DIR is a SavedModel directory, or an export base or per-mode export
 (see docs/layouts.md): a base of numbered versions shows the newest; a
@@ -54,17 +57,21 @@ _RUN_TRAIN_STEP = flags.DEFINE_boolean(
     'run_train_step', True,
     'verify: run one step of each train op (in memory; the export is not '
     'changed). --norun_train_step skips it.')
+_MAX_LOAD_GIB = flags.DEFINE_float(
+    'max_load_gib', None,
+    'verify: do not load a tag set whose variables take more GiB than this '
+    '(its checks are reported as skipped; every crc32c is still checked).')
 
 # Which flags each command accepts, and how many positional arguments.
 _COMMAND_FLAGS = {
     'demo': ('export_dir_base', 'steps'),
     'inspect': (),
-    'verify': ('run_train_step',),
+    'verify': ('run_train_step', 'max_load_gib'),
 }
 _COMMAND_ARGS = {'demo': (), 'inspect': ('EXPORT_DIR',),
                  'verify': ('EXPORT_DIR',)}
 _HELP_ARGS = ('-h', '--help', '-help', '-?', '--helpshort')
-_OUR_FLAGS = ('export_dir_base', 'steps', 'run_train_step')
+_OUR_FLAGS = ('export_dir_base', 'steps', 'run_train_step', 'max_load_gib')
 
 
 def _check_usage(argv: Sequence[str]) -> None:
@@ -105,7 +112,8 @@ def _inspect(export_dir: str) -> int:
 
 def _verify(export_dir: str) -> int:
   report = verification.verify(export_dir,
-                               run_train_step=_RUN_TRAIN_STEP.value)
+                               run_train_step=_RUN_TRAIN_STEP.value,
+                               max_load_gib=_MAX_LOAD_GIB.value)
   print(report)
   return 0 if report.ok else 1
 

@@ -30,7 +30,7 @@ name with 0x00 escaped as 0x00 0xff and 0xff as 0xff 0x00, ended by 0x00
 """
 
 import struct
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import google_crc32c
 import tensorflow as tf

@@ -28,7 +28,6 @@ No path loads a value only to check it; what is needed is checked from
 metadata beforehand (`checkpoint.check_mode_variables`).
 """
 
-import dataclasses
 import errno
 import fcntl
 import os

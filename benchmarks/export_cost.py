@@ -12,7 +12,9 @@ too slow, so the values are random and written directly.
 
 Then, repeats times, alternating, each in a fresh subprocess:
   package          multimode_export, TRAIN+EVAL+PREDICT, same filesystem
-  package_predict  multimode_export, PREDICT only (streamed subset)
+  package_predict  multimode_export, PREDICT only (subset by extent copy)
+  package_per_mode multimode_export per-mode layout (train linked, eval and
+                   serve subsets by extent copy)
   stock_all        Estimator.experimental_export_all_saved_models, 3 modes
   stock_predict    Estimator.export_saved_model (PREDICT)
   cp               `cp` of the checkpoint files, same filesystem
@@ -71,7 +73,8 @@ flags.DEFINE_string('worker', None, 'Internal: JSON arguments of one run.')
 
 GIB = 1 << 30
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONTENDERS = ('package', 'package_predict', 'stock_all', 'stock_predict', 'cp')
+CONTENDERS = ('package', 'package_predict', 'package_per_mode', 'stock_all',
+              'stock_predict', 'cp')
 OTHER_FS_CONTENDERS = ('package_otherfs', 'cp_otherfs')
 SMALL_CONTENDERS = ('small_package', 'small_stock_all')
 
@@ -269,6 +272,10 @@ def worker(args: dict) -> dict:
   elif contender == 'package_predict':
     path = multimode_export.export_all_saved_models(
         est, base, receivers(('infer',), small))
+  elif contender == 'package_per_mode':
+    multimode_export.export_saved_models_per_mode(est, base,
+                                                  receivers(small=small))
+    path = base
   elif contender == 'stock_all':
     path = est.experimental_export_all_saved_models(base,
                                                     receivers(small=small))
@@ -279,7 +286,17 @@ def worker(args: dict) -> dict:
   seconds = time.perf_counter() - start
   cpu = time.process_time() - cpu
   path = path.decode() if isinstance(path, bytes) else path
-  return {'export_seconds': seconds, 'export_cpu': cpu, 'export_dir': path}
+  return {'export_seconds': seconds, 'export_cpu': cpu, 'export_dir': path,
+          'variables_bytes': _variables_bytes(path)}
+
+
+def _variables_bytes(path: str) -> int:
+  """Bytes of the `variables/` files under `path` (links counted too)."""
+  total = 0
+  for directory, _, names in os.walk(path):
+    if os.path.basename(directory) == 'variables':
+      total += sum(os.path.getsize(os.path.join(directory, n)) for n in names)
+  return total
 
 
 def compare_bundles(a: str, b: str) -> dict:
@@ -557,6 +574,20 @@ def _targets(results, small) -> List[str]:
       f'{med("stock_all", "rss") / GIB:.2f} GiB)', rss <= 1)
   add('variables byte-identical to stock', str(runs['_identical']),
       all(runs['_identical'].values()))
+  cp_per_byte = med('cp') / runs['_meta']['ckpt_bytes']
+  ratio = med('package_predict') / med('stock_predict')
+  add('PREDICT only: export time <= 0.3x stock',
+      f'{ratio:.2f}x ({med("package_predict"):.2f} s vs '
+      f'{med("stock_predict"):.2f} s)', ratio <= 0.3)
+  for contender in ('package_predict', 'package_per_mode'):
+    written = med(contender, 'variables_bytes')
+    ratio = med(contender) / (cp_per_byte * written)
+    add(f'{contender}: <= 1.3x `cp` of the bytes written',
+        f'{ratio:.2f}x ({written / GIB:.2f} GiB of variables/; `cp` of the '
+        f'checkpoint scaled to that size: {cp_per_byte * written:.2f} s)',
+        ratio <= 1.3)
+    rss = med(contender, 'rss') / GIB
+    add(f'{contender}: peak RSS <= 0.7 GiB', f'{rss:.2f} GiB', rss <= 0.7)
   if 'package_otherfs' in runs:
     ratio = med('package_otherfs') / med('cp_otherfs')
     add('other filesystem: <= 1.3x a plain copy',

@@ -12,6 +12,16 @@ and cuts the functions it needs out of the loaded graph with `.prune`:
 `load_mode(export_dir, mode)` returns the one for a `tf.estimator.ModeKeys`
 value.
 
+Inputs the graph computes itself need not be fed: only those that are
+placeholders are required (e.g. TFMA's eval graphs list the parsed
+`features/<k>`, `labels`, `input_refs` and `tfma/version` as inputs next to
+the serialized `inputs/examples` they are computed from). A sparse input
+takes a `tf.SparseTensor`, a ragged one a `tf.RaggedTensor`; a tensor listed
+under several keys is fed once. `tf.saved_model.load` cannot load a graph
+whose signature lists one tensor under several keys (all TFMA eval graphs):
+`load_tag_set` imports such a graph with `tf.compat.v1.wrap_function`
+instead.
+
 This module uses only public TensorFlow (`tf.saved_model.load`, `prune`)
 and the SavedModel proto, and imports nothing else from this package: it
 works unchanged in TensorFlow 2.16+, where `tf.estimator` (and therefore
@@ -19,6 +29,7 @@ the rest of this package) no longer imports. Copy it into such a project, or
 follow docs/loading.md.
 """
 
+import uuid
 from typing import Dict, Iterator, Mapping, Sequence, Tuple, Union
 
 import tensorflow as tf
@@ -39,6 +50,9 @@ _LOCAL_VARIABLES_COLLECTION = 'local_variables'
 _UPDATE_SUFFIX = '/update_op'
 _VALUE_SUFFIX = '/value'
 _METRICS_PREFIX = 'metrics/'
+_INIT_OP_COLLECTIONS = ('saved_model_main_op', 'legacy_init_op')
+_INIT_OP_SIGNATURE_KEY = '__saved_model_init_op'
+_PLACEHOLDER_OPS = ('Placeholder',)
 
 Tags = Union[str, Sequence[str]]
 
@@ -98,24 +112,211 @@ def _signature(meta_graph_def, key, preferred: Sequence[str], what: str):
   return key, signatures[key]
 
 
+def input_tensor_names(tensor_info) -> Tuple[str, ...]:
+  """The graph tensors behind one signature input or output, in order.
+
+  One name for a plain tensor; indices, values and dense shape for a sparse
+  (COO) one; the components (e.g. a ragged tensor's flat values, then its
+  row splits) for a composite one.
+
+  Raises:
+    ValueError: an encoding this function does not know.
+  """
+  encoding = tensor_info.WhichOneof('encoding')
+  if encoding == 'name':
+    return (tensor_info.name,)
+  if encoding == 'coo_sparse':
+    coo = tensor_info.coo_sparse
+    return (coo.indices_tensor_name, coo.values_tensor_name,
+            coo.dense_shape_tensor_name)
+  if encoding == 'composite_tensor':
+    return tuple(name for component in tensor_info.composite_tensor.components
+                 for name in input_tensor_names(component))
+  raise ValueError(f'tensor_info: unsupported encoding {encoding!r}')
+
+
+def repeats_input_tensors(signature_def) -> bool:
+  """Whether a signature lists one graph tensor under several input keys."""
+  names = [n for info in signature_def.inputs.values()
+           for n in input_tensor_names(info)]
+  return len(names) != len(set(names))
+
+
+def _rename_attr_functions(attr, names: Mapping[str, str]) -> None:
+  if attr.HasField('func'):
+    attr.func.name = names.get(attr.func.name, attr.func.name)
+    for nested in attr.func.attr.values():
+      _rename_attr_functions(nested, names)
+  if attr.HasField('list'):
+    for func in attr.list.func:
+      func.name = names.get(func.name, func.name)
+
+
+def _rename_node_functions(nodes, names: Mapping[str, str]) -> None:
+  for node in nodes:
+    node.op = names.get(node.op, node.op)
+    for attr in node.attr.values():
+      _rename_attr_functions(attr, names)
+
+
+def _with_unique_function_names(meta_graph_def):
+  """A copy whose graph functions are renamed for this import only.
+
+  Functions of a GraphDef (e.g. control flow v2 branches) are registered in
+  the process by name; two imports with one name and different bodies
+  collide. `tf.saved_model.load` renames them the same way.
+  """
+  library = meta_graph_def.graph_def.library
+  if not library.function:
+    return meta_graph_def
+  suffix = '_imported_' + uuid.uuid4().hex[:12]
+  names = {f.signature.name: f.signature.name + suffix
+           for f in library.function}
+  renamed = type(meta_graph_def)()
+  renamed.CopyFrom(meta_graph_def)
+  graph_def = renamed.graph_def
+  _rename_node_functions(graph_def.node, names)
+  for function in graph_def.library.function:
+    function.signature.name = names[function.signature.name]
+    _rename_node_functions(function.node_def, names)
+  for gradient in graph_def.library.gradient:
+    gradient.function_name = names.get(gradient.function_name,
+                                       gradient.function_name)
+    gradient.gradient_func = names.get(gradient.gradient_func,
+                                       gradient.gradient_func)
+  return renamed
+
+
+class ImportedGraph:
+  """A TF1 MetaGraphDef imported into TF2 with `tf.compat.v1.wrap_function`.
+
+  What `tf.saved_model.load` returns for a TF1 SavedModel, less the
+  signatures (it cannot build one that repeats an input tensor): the
+  variables are restored from `variables/` and the main op has run with the
+  asset paths fed. Cut functions out with `prune(feeds, fetches)`.
+
+  Attributes:
+    graph: the imported graph.
+    variables: its variables.
+    signatures: always empty; prune instead.
+  """
+
+  def __init__(self, export_dir: str, meta_graph_def):
+    savers = []
+    renamed = _with_unique_function_names(meta_graph_def)
+    wrapped = tf.compat.v1.wrap_function(
+        lambda: savers.append(tf.compat.v1.train.import_meta_graph(renamed)),
+        [])
+    self._wrapped = wrapped  # Owns the variables the pruned functions use.
+    self.graph = wrapped.graph
+    self.prune = wrapped.prune
+    saver_def = meta_graph_def.saver_def
+    if saver_def.restore_op_name:
+      restore = wrapped.prune(
+          feeds=[saver_def.filename_tensor_name],
+          fetches=[self.graph.as_graph_element(saver_def.restore_op_name)])
+      restore(tf.constant(tf.io.gfile.join(export_dir, 'variables',
+                                           'variables')))
+    self._run_init_op(export_dir, meta_graph_def)
+    self.variables = tuple(self.graph.variables)
+    self.signatures = {}
+
+  def _run_init_op(self, export_dir: str, meta_graph_def) -> None:
+    collections = meta_graph_def.collection_def
+    names = next((list(collections[k].node_list.value)
+                  for k in _INIT_OP_COLLECTIONS if k in collections), None)
+    init_signature = meta_graph_def.signature_def.get(_INIT_OP_SIGNATURE_KEY)
+    if names is None and init_signature is not None:
+      names = [v.name for v in init_signature.outputs.values()]
+    with self.graph.as_default():
+      if names is None:  # What the TF1 loader runs when there is no main op.
+        init_ops = [tf.compat.v1.local_variables_initializer(),
+                    tf.compat.v1.tables_initializer()]
+      else:
+        init_ops = [self.graph.as_graph_element(n) for n in names]
+      anchor = tf.constant(0)  # prune needs a tensor to fetch.
+    assets = meta_graph_def.asset_file_def
+    init = self.prune(
+        feeds=[self.graph.as_graph_element(a.tensor_info.name) for a in assets],
+        fetches=[anchor] + init_ops)
+    init(*[tf.constant(tf.io.gfile.join(export_dir, 'assets', a.filename))
+           for a in assets])
+
+
+def load_tag_set(export_dir: str, tags: Tags):
+  """Loads one tag set for TF2: `tf.saved_model.load` when it can.
+
+  A MetaGraphDef with a signature that lists one tensor under several
+  input keys (TFMA's eval graphs: `features/<label>` and `labels`) makes
+  `tf.saved_model.load` fail; it is imported as an `ImportedGraph` instead.
+  Either result has `graph`, `variables`, `signatures` and `prune`.
+
+  Raises:
+    ValueError: no MetaGraphDef with the tags (see `read_meta_graph`).
+  """
+  tags = _tag_set(tags)
+  meta_graph_def = read_meta_graph(export_dir, tags)
+  if any(repeats_input_tensors(s) for s in meta_graph_def.signature_def.values()):
+    return ImportedGraph(export_dir, meta_graph_def)
+  return tf.saved_model.load(export_dir, tags=list(tags))
+
+
+def _components(tensor_info, value) -> list:
+  """A signature input's value as the tensors `input_tensor_names` lists."""
+  encoding = tensor_info.WhichOneof('encoding')
+  if encoding == 'name':
+    return [tf.convert_to_tensor(value, dtype=tf.as_dtype(tensor_info.dtype))]
+  if encoding == 'coo_sparse':
+    sparse = tf.SparseTensor.from_value(value)
+    return [sparse.indices, sparse.values, sparse.dense_shape]
+  return tf.nest.flatten(value, expand_composites=True)
+
+
 class _PrunedCall:
-  """Keyword inputs -> the pruned function's flat positional arguments."""
+  """Keyword inputs -> a function pruned for exactly the inputs given.
+
+  Placeholder inputs are required, the others (tensors the graph computes
+  itself) optional; one pruned function per set of given keys, each graph
+  tensor fed once (from the first key, in sorted order, that lists it).
+  """
 
   def __init__(self, loaded, signature_def, fetches):
-    self._loaded = loaded  # Owns the variables the pruned function uses.
-    self.input_keys: Tuple[str, ...] = tuple(sorted(signature_def.inputs))
-    self._dtypes = [tf.as_dtype(signature_def.inputs[k].dtype)
-                    for k in self.input_keys]
-    self._function = loaded.prune(
-        feeds=[signature_def.inputs[k].name for k in self.input_keys],
-        fetches=fetches)
+    self._loaded = loaded  # Owns the variables the pruned functions use.
+    self._inputs = signature_def.inputs
+    self._fetches = fetches
+    self._functions = {}
+    self.input_keys: Tuple[str, ...] = tuple(sorted(self._inputs))
+    self.required_keys: Tuple[str, ...] = tuple(
+        k for k in self.input_keys if all(
+            loaded.graph.as_graph_element(n).op.type in _PLACEHOLDER_OPS
+            for n in input_tensor_names(self._inputs[k])))
+
+  def _feeds(self, keys: Tuple[str, ...]):
+    """(key, position) of each unique tensor, and the pruned function."""
+    if keys not in self._functions:
+      seen, order = set(), []
+      for key in keys:
+        for position, name in enumerate(input_tensor_names(self._inputs[key])):
+          if name not in seen:
+            seen.add(name)
+            order.append((key, position, name))
+      function = self._loaded.prune(feeds=[n for _, _, n in order],
+                                    fetches=self._fetches)
+      self._functions[keys] = ([(k, p) for k, p, _ in order], function)
+    return self._functions[keys]
 
   def call(self, inputs: Mapping[str, object]):
-    if set(inputs) != set(self.input_keys):
-      raise TypeError(f'expected inputs {list(self.input_keys)}, got '
-                      f'{sorted(inputs)}')
-    return self._function(*[tf.convert_to_tensor(inputs[k], dtype=d)
-                            for k, d in zip(self.input_keys, self._dtypes)])
+    keys = tuple(sorted(inputs))
+    unknown = set(keys) - set(self.input_keys)
+    missing = set(self.required_keys) - set(keys)
+    if unknown or missing:
+      raise TypeError(
+          f'expected inputs {list(self.required_keys)} (optional: '
+          f'{sorted(set(self.input_keys) - set(self.required_keys))}), got '
+          f'{list(keys)}')
+    order, function = self._feeds(keys)
+    components = {k: _components(self._inputs[k], inputs[k]) for k in keys}
+    return function(*[components[k][p] for k, p in order])
 
 
 class ServingSignatures(Mapping):
@@ -168,7 +369,7 @@ class TrainStep:
       raise ValueError(f'tags: the MetaGraphDef tagged {list(self.tags)} of '
                        f'{export_dir!r} has no train op '
                        f'({_TRAIN_OP_COLLECTION} collection)')
-    loaded = tf.saved_model.load(export_dir, tags=list(self.tags))
+    loaded = load_tag_set(export_dir, self.tags)
     train_ops = loaded.graph.get_collection(_TRAIN_OP_COLLECTION)
     self._call = _PrunedCall(
         loaded, signature_def,
@@ -204,7 +405,7 @@ class EvalMetrics:
       raise ValueError(f'signature {self.signature_key!r} has no '
                        f'metrics/<name>/update_op outputs: {sorted(outputs)}')
     self.metric_names: Tuple[str, ...] = tuple(names)
-    loaded = tf.saved_model.load(export_dir, tags=list(self.tags))
+    loaded = load_tag_set(export_dir, self.tags)
 
     def tensor(name, suffix):
       return outputs[_METRICS_PREFIX + name + suffix].name

@@ -143,6 +143,27 @@ class ExportOptionsTest(tf.test.TestCase, parameterized.TestCase):
                      [['eval'], ['serve'], ['train']])
     running.run_all_tf1(path, _raw_feeds())
 
+  def test_none_receiver_is_a_mode_not_requested_like_stock(self):
+    # TFMA's export_eval_savedmodel passes {EVAL: fn, PREDICT: None}.
+    receivers = dict(receiver_fns.receiver_map((ModeKeys.TRAIN,
+                                                ModeKeys.EVAL)))
+    receivers[ModeKeys.PREDICT] = None
+    base = self.create_tempdir().full_path
+    stock = assertions.stock_export(self.estimator, os.path.join(base, 'stock'),
+                                    receivers=receivers)
+    for path in (
+        multimode_export.export_all_saved_models(
+            self.estimator, os.path.join(base, 'free'), receivers),
+        self.estimator.export_all_saved_models(os.path.join(base, 'mixin'),
+                                               receivers)):
+      self.assertEqual(running.meta_graph_tags(path), [['eval'], ['train']])
+      assertions.assert_same_as_stock(self, path, stock)
+    per_mode = multimode_export.export_saved_models_per_mode(
+        self.estimator, os.path.join(base, 'per_mode'), receivers)
+    self.assertCountEqual(per_mode, [ModeKeys.TRAIN, ModeKeys.EVAL])
+    self.assertCountEqual(os.listdir(os.path.join(base, 'per_mode')),
+                          ['train', 'eval'])
+
   def test_as_text_writes_pbtxt_that_loads(self):
     base = self.create_tempdir().full_path
     path = _export(self.estimator, 'mixin', os.path.join(base, 'text'),

@@ -87,9 +87,12 @@ class LatestModeTest(tf.test.TestCase):
 
   def test_exports_only_requested_modes(self):
     model_dir = self.create_tempdir().full_path
-    exporter = models.RecordingExporter(
-        'two', receiver_fns.receiver_map((ModeKeys.EVAL, ModeKeys.PREDICT)),
-        exports_to_keep=1)
+    # A None receiver fn means the mode is not requested, as in the stock
+    # export.
+    receivers = dict(receiver_fns.receiver_map((ModeKeys.EVAL,
+                                                ModeKeys.PREDICT)))
+    receivers[ModeKeys.TRAIN] = None
+    exporter = models.RecordingExporter('two', receivers, exports_to_keep=1)
     _train_and_evaluate(_estimator(model_dir), exporter, max_steps=10)
     path = exporter.calls[-1]['path']
     self.assertEqual(running.meta_graph_tags(path), [['eval'], ['serve']])
@@ -358,6 +361,8 @@ class ArgumentsTest(parameterized.TestCase):
       ('mode', dict(input_receiver_fn_map={'predict': receiver_fns.serving_receiver_fn()}),
        ValueError, 'infer'),
       ('tags', dict(tags={ModeKeys.TRAIN: ['serve']}), ValueError, 'tags'),
+      ('only_none', dict(input_receiver_fn_map={ModeKeys.EVAL: None}),
+       ValueError, 'No valid modes for exporting found'),
   )
   def test_rejects(self, override, error, regex):
     kwargs = dict(name='e', input_receiver_fn_map=receiver_fns.receiver_map())

@@ -101,7 +101,6 @@ class NormalizeReceiverMapTest(parameterized.TestCase):
     self.assertEqual(caught.exception.mode, key)
 
   @parameterized.named_parameters(
-      ('none', None),
       ('receiver_instead_of_fn', 'receiver'),
       ('string', 'serving_input_receiver_fn'))
   def test_non_callable_receiver_refused(self, receiver):
@@ -118,9 +117,25 @@ class NormalizeReceiverMapTest(parameterized.TestCase):
     self.assertIn(repr(receiver), str(caught.exception))
     self.assertIsInstance(caught.exception, TypeError)
 
-  def test_empty_map_refused(self):
-    with self.assertRaisesRegex(ValueError, 'expected at least one mode'):
-      modes.normalize_receiver_map({})
+  def test_none_receiver_is_a_mode_not_requested(self):
+    train = _receiver()
+    given = {ModeKeys.PREDICT: None, ModeKeys.TRAIN: train,
+             ModeKeys.EVAL: None}
+    with self.assertLogs(level='INFO') as logs:
+      self.assertEqual(modes.normalize_receiver_map(given),
+                       {ModeKeys.TRAIN: train})
+    self.assertIn("input_receiver_fn_map['infer'] is None", logs.output[0])
+    self.assertEqual(len(given), 3)
+
+  @parameterized.named_parameters(
+      ('empty', {}, '[]'),
+      ('only_none', {ModeKeys.EVAL: None, ModeKeys.PREDICT: None},
+       "['eval', 'infer']"))
+  def test_no_receiver_fn_refused_with_the_stock_wording(self, given, keys):
+    with self.assertRaisesRegex(ValueError,
+                                'No valid modes for exporting found') as caught:
+      modes.normalize_receiver_map(given)
+    self.assertIn(f'Got {keys}', str(caught.exception))
 
   def test_not_a_mapping_refused(self):
     with self.assertRaisesRegex(TypeError, 'got list'):
@@ -157,9 +172,11 @@ class PublicEntryPointTest(parameterized.TestCase):
   @parameterized.named_parameters(
       ('unknown_key', {ModeKeys.TRAIN: _receiver(), 'predict': _receiver()},
        errors.InvalidModeError, "'infer'"),
-      ('none_receiver', {ModeKeys.PREDICT: None}, errors.ReceiverError,
-       'got None'),
-      ('empty', {}, ValueError, 'expected at least one mode'))
+      ('string_receiver', {ModeKeys.PREDICT: 'fn'}, errors.ReceiverError,
+       "got 'fn'"),
+      ('only_none', {ModeKeys.PREDICT: None}, ValueError,
+       'No valid modes for exporting found'),
+      ('empty', {}, ValueError, 'No valid modes for exporting found'))
   def test_refused_and_nothing_written(self, receivers, error, regex):
     base = os.path.join(self.create_tempdir().full_path, 'exports')
     snapshot = dict(receivers)

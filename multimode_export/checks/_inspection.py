@@ -9,6 +9,7 @@ export, however large its variables.
 import dataclasses
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import tensorflow as tf
 
 from multimode_export import _filesystem as filesystem
@@ -20,6 +21,9 @@ from multimode_export.saved_model import _format
 from multimode_export.variables import _checkpoint as checkpoint
 
 _MAX_LISTED_VARIABLES = 50
+# TensorFlow Model Analysis' EvalSavedModel conventions.
+_TFMA_SIGNATURE_KEY = 'eval'
+_TFMA_VERSION_INPUT = 'tfma/version'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +64,9 @@ class MetaGraphSummary:
     assets: (tensor name, file name under `assets/`) pairs.
     restored: the checkpoint keys its saver restores; None when the saver
       cannot be read from the graph (e.g. a TF2 object-based saver).
+    tfma: for an eval graph TensorFlow Model Analysis can analyse (its
+      `eval` signature has a `tfma/version` input), the TFMA version that
+      built it ('unknown' if that input is not a constant); else None.
   """
   tags: Tuple[str, ...]
   num_ops: int
@@ -68,6 +75,7 @@ class MetaGraphSummary:
   main_ops: Tuple[str, ...]
   assets: Tuple[Tuple[str, str], ...]
   restored: Optional[Tuple[str, ...]]
+  tfma: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +132,24 @@ def _tensor(key: str, info) -> TensorSummary:
   return TensorSummary(key, name, dtype, _shape_text(info.tensor_shape))
 
 
+def _tfma_version(meta_graph_def) -> Optional[str]:
+  """The TFMA version that built an EvalSavedModel graph, or None.
+
+  TFMA's `EvalInputReceiver` adds a constant `tfma/version` input to the
+  `eval` signature, which TFMA's loader reads.
+  """
+  signature = meta_graph_def.signature_def.get(_TFMA_SIGNATURE_KEY)
+  if signature is None or _TFMA_VERSION_INPUT not in signature.inputs:
+    return None
+  name = signature.inputs[_TFMA_VERSION_INPUT].name.split(':')[0]
+  node = next((n for n in meta_graph_def.graph_def.node if n.name == name),
+              None)
+  if node is None or node.op != 'Const':
+    return 'unknown'
+  value = tf.make_ndarray(node.attr['value'].tensor)
+  return np.asarray(value).reshape(-1)[0].decode('utf-8')
+
+
 def _meta_graph(meta_graph_def) -> MetaGraphSummary:
   signatures = tuple(
       SignatureSummary(
@@ -143,7 +169,8 @@ def _meta_graph(meta_graph_def) -> MetaGraphSummary:
           meta_graph_def, _format.TRAIN_OP_COLLECTION),
       main_ops=_format.main_op_names(meta_graph_def),
       assets=_format.asset_files(meta_graph_def),
-      restored=restored)
+      restored=restored,
+      tfma=_tfma_version(meta_graph_def))
 
 
 def _nbytes(dtype: tf.dtypes.DType, shape: Sequence[int]) -> Optional[int]:
@@ -247,6 +274,9 @@ def _format_meta_graph(meta: MetaGraphSummary, total_variables: int
                f'restores: {restored}')
   if meta.assets:
     lines.append('  assets: ' + ', '.join(f'{f} ({t})' for t, f in meta.assets))
+  if meta.tfma is not None:
+    lines.append(f'  TFMA-ready eval graph (signature {_TFMA_SIGNATURE_KEY!r}), '
+                 f'built by TFMA {meta.tfma}')
   for sig in meta.signatures:
     lines.append(f'  signature {sig.key!r}  {sig.method_name or "(no method)"}')
     rows = [[direction, t.key, t.dtype, t.shape, t.name]

@@ -10,6 +10,12 @@ A signature input is fed
   `batch_size`. (b'' is also a serialized empty `tf.Example`, the right
   input for a parser this module cannot read.)
 
+A sparse (COO) input gets a `tf.compat.v1.SparseTensorValue` with one zero
+value per row, a ragged one a `tf.compat.v1.ragged.RaggedTensorValue` with
+one value per row. `tensor_feeds` turns the feeds into graph tensor name ->
+value, each tensor once: a signature may list one tensor under several keys
+(TFMA's eval signature has the label as `features/<key>` and `labels`).
+
 Only the GraphDef is read; nothing is run.
 """
 
@@ -21,7 +27,9 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_shape_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow.core.protobuf import struct_pb2
 
+from multimode_export import loading
 from multimode_export.graph import _graph_def as graph_def_lib
 
 DEFAULT_BATCH_SIZE = 2
@@ -31,6 +39,7 @@ _PASSTHROUGH_OPS = frozenset(
     ('Identity', 'Reshape', 'ExpandDims', 'Squeeze', 'IdentityN'))
 _PARSE_OPS = frozenset(('ParseExample', 'ParseExampleV2', 'ParseSingleExample'))
 _MAX_DEPTH = 4
+_RAGGED = struct_pb2.TypeSpecProto.RAGGED_TENSOR_SPEC
 
 
 class UnsupportedInputError(Exception):
@@ -177,10 +186,70 @@ def feed_shape(tensor_shape_proto: tensor_shape_pb2.TensorShapeProto,
       for i, d in enumerate(dims))
 
 
+def _dense_value(key: str, info, graph: GraphIndex, batch_size: int
+                ) -> np.ndarray:
+  if not info.dtype:
+    raise UnsupportedInputError(f'input {key!r} has no dtype')
+  dtype = tf.as_dtype(info.dtype)
+  shape = feed_shape(info.tensor_shape, batch_size)
+  if dtype == tf.string:
+    features = (graph.example_features(info.name)
+                if info.WhichOneof('encoding') == 'name' else None)
+    value = b'' if features is None else make_example(features)
+    # Not np.full: it would go through a bytes array and drop trailing NULs.
+    array = np.empty(shape, dtype=object)
+    array.fill(value)
+    return array
+  if dtype.is_numpy_compatible and (dtype.is_bool or dtype.is_integer or
+                                    dtype.is_floating or dtype.is_complex):
+    return np.zeros(shape, dtype=dtype.as_numpy_dtype)
+  raise UnsupportedInputError(
+      f'input {key!r} has dtype {dtype.name}, for which no synthetic value '
+      'exists')
+
+
+def _sparse_value(key: str, info, graph: GraphIndex, batch_size: int):
+  """One zero value in the first column of each row."""
+  dense_shape = feed_shape(info.tensor_shape, batch_size)
+  if len(dense_shape) < 1:
+    raise UnsupportedInputError(f'input {key!r} is a sparse scalar')
+  rows = dense_shape[0]
+  indices = np.zeros((rows, len(dense_shape)), np.int64)
+  indices[:, 0] = np.arange(rows)
+  values_info = tf.compat.v1.TensorInfo(dtype=info.dtype)
+  values_info.tensor_shape.dim.add().size = rows
+  return tf.compat.v1.SparseTensorValue(
+      indices, _dense_value(key, values_info, graph, batch_size),
+      np.array(dense_shape, np.int64))
+
+
+def _ragged_value(key: str, info, graph: GraphIndex, batch_size: int):
+  """One value per row at every ragged level."""
+  flat_values, *splits = info.composite_tensor.components
+  value = _dense_value(key, flat_values, graph, batch_size)
+  rows = value.shape[0] if value.ndim else 1
+  for split in reversed(splits):
+    dtype = tf.as_dtype(split.dtype).as_numpy_dtype
+    value = tf.compat.v1.ragged.RaggedTensorValue(
+        value, np.arange(rows + 1, dtype=dtype))
+  return value
+
+
+def _input_value(key: str, info, graph: GraphIndex, batch_size: int):
+  encoding = info.WhichOneof('encoding')
+  if encoding == 'name':
+    return _dense_value(key, info, graph, batch_size)
+  if encoding == 'coo_sparse':
+    return _sparse_value(key, info, graph, batch_size)
+  if (encoding == 'composite_tensor' and
+      info.composite_tensor.type_spec.type_spec_class == _RAGGED):
+    return _ragged_value(key, info, graph, batch_size)
+  raise UnsupportedInputError(f'input {key!r} is a {encoding} tensor')
+
+
 def signature_feeds(signature_def: meta_graph_pb2.SignatureDef,
                     graph: GraphIndex,
-                    batch_size: int = DEFAULT_BATCH_SIZE
-                   ) -> Dict[str, np.ndarray]:
+                    batch_size: int = DEFAULT_BATCH_SIZE) -> Dict[str, object]:
   """Synthetic values for every input of a SignatureDef.
 
   Args:
@@ -189,43 +258,57 @@ def signature_feeds(signature_def: meta_graph_pb2.SignatureDef,
     batch_size: the size of unknown leading dimensions.
 
   Returns:
-    input key -> numpy value.
+    input key -> numpy value, `SparseTensorValue` or `RaggedTensorValue`.
 
   Raises:
-    UnsupportedInputError: an input is a composite tensor or has a dtype no
-      synthetic value exists for.
+    UnsupportedInputError: an input is a composite tensor other than sparse
+      or ragged, or has a dtype no synthetic value exists for.
   """
-  feeds = {}
-  for key, info in sorted(signature_def.inputs.items()):
-    if info.WhichOneof('encoding') != 'name':
-      raise UnsupportedInputError(
-          f'input {key!r} is a {info.WhichOneof("encoding")} tensor')
-    if not info.dtype:
-      raise UnsupportedInputError(f'input {key!r} has no dtype')
-    dtype = tf.as_dtype(info.dtype)
-    shape = feed_shape(info.tensor_shape, batch_size)
-    if dtype == tf.string:
-      features = graph.example_features(info.name)
-      value = b'' if features is None else make_example(features)
-      # Not np.full: it would go through a bytes array and drop trailing NULs.
-      array = np.empty(shape, dtype=object)
-      array.fill(value)
-      feeds[key] = array
-    elif dtype.is_numpy_compatible and (dtype.is_bool or dtype.is_integer or
-                                        dtype.is_floating or dtype.is_complex):
-      feeds[key] = np.zeros(shape, dtype=dtype.as_numpy_dtype)
-    else:
-      raise UnsupportedInputError(
-          f'input {key!r} has dtype {dtype.name}, for which no synthetic value '
-          'exists')
-  return feeds
+  return {key: _input_value(key, info, graph, batch_size)
+          for key, info in sorted(signature_def.inputs.items())}
+
+
+def _components(value) -> List[np.ndarray]:
+  """A feed's arrays in the order `loading.input_tensor_names` lists them."""
+  if isinstance(value, tf.compat.v1.SparseTensorValue):
+    return [value.indices, value.values, value.dense_shape]
+  if isinstance(value, tf.compat.v1.ragged.RaggedTensorValue):
+    return [value.flat_values] + list(value.nested_row_splits)
+  return [value]
+
+
+def tensor_feeds(signature_def: meta_graph_pb2.SignatureDef,
+                 feeds: Mapping[str, object]) -> Dict[str, np.ndarray]:
+  """Graph tensor name -> value for `feeds`, each tensor once.
+
+  A tensor listed under several input keys is fed the value of the first
+  key, in sorted order.
+  """
+  by_name: Dict[str, np.ndarray] = {}
+  for key in sorted(feeds):
+    names = loading.input_tensor_names(signature_def.inputs[key])
+    for name, array in zip(names, _components(feeds[key])):
+      by_name.setdefault(name, array)
+  return by_name
+
+
+def _dtype_name(array: np.ndarray) -> str:
+  return 'string' if array.dtype == object else array.dtype.name
 
 
 def describe(signature_def: meta_graph_pb2.SignatureDef, graph: GraphIndex,
-             feeds: Mapping[str, np.ndarray]) -> str:
+             feeds: Mapping[str, object]) -> str:
   """'x: float32[2,3], examples: 2 tf.Example(age,x)' style summary."""
   parts = []
   for key, value in feeds.items():
+    if isinstance(value, tf.compat.v1.SparseTensorValue):
+      shape = ','.join(map(str, value.dense_shape))
+      parts.append(f'{key}: sparse {_dtype_name(value.values)}[{shape}]')
+      continue
+    if isinstance(value, tf.compat.v1.ragged.RaggedTensorValue):
+      parts.append(f'{key}: ragged {_dtype_name(value.flat_values)}'
+                   f'[{value.nested_row_splits[0].shape[0] - 1},...]')
+      continue
     shape = ','.join(map(str, value.shape))
     if value.dtype != object:
       parts.append(f'{key}: {value.dtype.name}[{shape}]')

@@ -16,14 +16,19 @@ and for each MetaGraphDef (tag set):
   the dtype and shape the graph expects (read from the GraphDef);
 - `assets`: every asset file the graph uses exists under `assets/`;
 - `inputs:<key>`: fails when no synthetic input can be built for a signature
-  (a sparse input, a resource dtype); that signature is not run;
+  (a resource dtype, a composite tensor other than sparse or ragged); that
+  signature is not run;
 - `tf1_load`: `tf.compat.v1.saved_model.loader.load` in a fresh graph;
 - `tf1_signature:<key>`: each signature runs in that Session on synthetic
   inputs (see `synthetic_inputs`) and its outputs have the signature's shapes;
 - `train_step`: when the graph has a train op (`saved_model_train_op`), one
   step runs: the train op with the training signature's inputs;
-- `tf2_load`: `tf.saved_model.load(export_dir, tags=...)`;
-- `tf2_signature:<key>`: each signature of the TF2 object runs.
+- `tf2_load`: `tf.saved_model.load(export_dir, tags=...)`, or, for a graph
+  whose signature lists one tensor under several keys (which that function
+  cannot load: TFMA's eval graphs), `loading.load_tag_set`'s import;
+- `tf2_signature:<key>`: each signature of the TF2 object runs; one with
+  sparse, ragged or repeated inputs (or none in the TF2 object) is pruned
+  from the loaded graph with each input tensor fed once.
 
 A check that fails stops only the checks that depend on it. Tag sets are
 loaded one at a time and freed before the next; with `max_load_gib`, a tag
@@ -45,6 +50,7 @@ from absl import logging
 from multimode_export import _filesystem as filesystem
 from multimode_export import _tf_private
 from multimode_export import errors
+from multimode_export import loading
 from multimode_export.checks import _load_budget as load_budget
 from multimode_export.checks import _report as report_lib
 from multimode_export.checks import _synthetic_inputs as synthetic_inputs
@@ -146,7 +152,7 @@ def _named_outputs(signature_def) -> Dict[str, str]:
 
 
 def _run_tf1_signature(session, signature_def, feeds, index) -> str:
-  feed = {signature_def.inputs[k].name: v for k, v in feeds.items()}
+  feed = synthetic_inputs.tensor_feeds(signature_def, feeds)
   values = session.run(_named_outputs(signature_def), feed)
   _check_output_shapes(signature_def, values)
   inputs = synthetic_inputs.describe(signature_def, index, feeds)
@@ -154,14 +160,29 @@ def _run_tf1_signature(session, signature_def, feeds, index) -> str:
           f'{inputs or "no inputs"} -> {wording.count(len(values), "output")}')
 
 
-def _run_tf2_signature(function, signature_def, feeds) -> str:
-  args = {k: tf.constant(v, dtype=signature_def.inputs[k].dtype)
-          for k, v in feeds.items()}
-  outputs = function(**args)
+def _plain_inputs(signature_def) -> bool:
+  """Whether every input is a tensor of its own (no composite, no repeat)."""
+  return (all(i.WhichOneof('encoding') == 'name'
+              for i in signature_def.inputs.values()) and
+          not loading.repeats_input_tensors(signature_def))
+
+
+def _run_tf2_signature(loaded, key, signature_def, feeds) -> str:
+  if key in loaded.signatures and _plain_inputs(signature_def):
+    args = {k: tf.constant(v, dtype=signature_def.inputs[k].dtype)
+            for k, v in feeds.items()}
+    outputs = loaded.signatures[key](**args)
+    how = 'ran'
+  else:
+    by_name = synthetic_inputs.tensor_feeds(signature_def, feeds)
+    function = loaded.prune(feeds=list(by_name),
+                            fetches=_named_outputs(signature_def))
+    outputs = function(*[tf.constant(v) for v in by_name.values()])
+    how = f'pruned with {wording.count(len(by_name), "unique feed")}, ran'
   values = {k: v.numpy() for k, v in outputs.items()
             if k in signature_def.outputs and hasattr(v, 'numpy')}
   _check_output_shapes(signature_def, values)
-  return f'ran -> {wording.count(len(outputs), "output")}'
+  return f'{how} -> {wording.count(len(outputs), "output")}'
 
 
 def _training_signature_key(meta_graph_def) -> Optional[str]:
@@ -185,7 +206,7 @@ class _Graph:
   meta_graph_def: object
   tags: Tuple[str, ...]
   index: synthetic_inputs.GraphIndex
-  feeds: Dict[str, Dict[str, np.ndarray]]  # signature key -> input feeds
+  feeds: Dict[str, Dict[str, object]]  # signature key -> input feeds
 
   @property
   def signatures(self):
@@ -219,8 +240,7 @@ def _run_train_step(session, graph: _Graph) -> str:
     signature_def = graph.signatures[key]
     if key not in graph.feeds:
       raise report_lib.CheckFailed(f'no synthetic inputs for signature {key!r}')
-    feed = {signature_def.inputs[k].name: v
-            for k, v in graph.feeds[key].items()}
+    feed = synthetic_inputs.tensor_feeds(signature_def, graph.feeds[key])
     if 'loss' in signature_def.outputs:
       loss = signature_def.outputs['loss'].name
   global_step = tf.compat.v1.train.get_global_step(session.graph)
@@ -271,17 +291,20 @@ def _load_and_run_tf2(graph: _Graph, recorder: report_lib.Recorder) -> None:
   holder = {}
 
   def load():
-    holder['loaded'] = tf.saved_model.load(graph.export_dir,
-                                           tags=list(graph.tags))
-    return wording.count(len(holder['loaded'].signatures), 'signature')
+    loaded = loading.load_tag_set(graph.export_dir, graph.tags)
+    holder['loaded'] = loaded
+    if isinstance(loaded, loading.ImportedGraph):
+      return ('a signature lists one tensor under several input keys, which '
+              'tf.saved_model.load cannot load: imported with wrap_function, '
+              f'{wording.count(len(loaded.variables), "variable")}')
+    return wording.count(len(loaded.signatures), 'signature')
 
   if not recorder.run('tf2_load', graph.tags, load):
     return
-  signatures = holder['loaded'].signatures
   for key in sorted(graph.feeds):
     recorder.run(f'tf2_signature:{key}', graph.tags,
                  lambda k=key: _run_tf2_signature(
-                     signatures[k], graph.signatures[k], graph.feeds[k]))
+                     holder['loaded'], k, graph.signatures[k], graph.feeds[k]))
 
 
 def _verify_tf2(graph: _Graph, recorder: report_lib.Recorder) -> None:

@@ -9,6 +9,7 @@ optimizer slots included), then EVAL, then PREDICT.
 from typing import Callable, Dict, Iterable, Mapping, Optional, Tuple
 
 import tensorflow as tf
+from absl import logging
 
 from multimode_export import errors
 
@@ -52,39 +53,54 @@ def ordered_modes(modes: Iterable[str]) -> Tuple[str, ...]:
 
 
 def normalize_receiver_map(
-    input_receiver_fn_map: Mapping[str, Callable[[], object]]
+    input_receiver_fn_map: Mapping[str, Optional[Callable[[], object]]]
 ) -> Dict[str, Callable[[], object]]:
   """Validates a receiver map and returns a copy in build order.
 
+  Like the stock export, a mode whose receiver fn is None is not requested
+  (TFMA's `export_eval_savedmodel` passes `{EVAL: fn, PREDICT: None}` when
+  given no serving fn); it is left out and logged at INFO.
+
   Args:
-    input_receiver_fn_map: mode key -> receiver fn, as the caller gave it.
+    input_receiver_fn_map: mode key -> receiver fn or None, as the caller
+      gave it.
 
   Returns:
-    A new dict, keys in `MODE_ORDER` order; the caller's dict is not touched.
+    A new dict of the requested modes, keys in `MODE_ORDER` order; the
+    caller's dict is not touched.
 
   Raises:
     TypeError: if the map is not a mapping.
-    ValueError: if it is empty.
+    ValueError: if no receiver fn in it is other than None (an empty map
+      included), with the stock export's wording.
     errors.InvalidModeError: for any key that is not a ModeKeys value, even
       when other keys are valid.
-    errors.ReceiverError: for a receiver fn that is None or not callable.
+    errors.ReceiverError: for a receiver fn that is neither None nor
+      callable.
   """
   if not isinstance(input_receiver_fn_map, Mapping):
     raise TypeError('input_receiver_fn_map: expected a dict of ModeKeys to '
                     f'receiver fns, got {type(input_receiver_fn_map).__name__}')
-  if not input_receiver_fn_map:
-    raise ValueError('input_receiver_fn_map: expected at least one mode, got '
-                     'an empty map')
   for mode in input_receiver_fn_map:
     if mode not in MODE_ORDER:
       raise errors.InvalidModeError(mode)
+  requested = []
   for mode, fn in input_receiver_fn_map.items():
-    if not callable(fn):
+    if fn is None:
+      logging.info('input_receiver_fn_map[%r] is None: mode %r is not '
+                   'exported', mode, mode)
+    elif not callable(fn):
       raise errors.ReceiverError(
           f'input_receiver_fn_map[{mode!r}]: expected a callable that returns '
           f'an InputReceiver, got {fn!r}', mode, fn)
-  return {m: input_receiver_fn_map[m] for m in ordered_modes(
-      input_receiver_fn_map)}
+    else:
+      requested.append(mode)
+  if not requested:
+    raise ValueError(
+        f'No valid modes for exporting found. Got {list(input_receiver_fn_map)!r}'
+        ': input_receiver_fn_map needs at least one receiver fn that is not '
+        'None')
+  return {m: input_receiver_fn_map[m] for m in ordered_modes(requested)}
 
 
 def tags_for(mode: str, custom_tags: Mapping[str, Iterable[str]] = None

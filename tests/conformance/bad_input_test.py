@@ -175,14 +175,20 @@ class BadInputTest(parameterized.TestCase):
         errors.InvalidModeError, "'predict'", 'ModeKeys.PREDICT')
 
   def test_empty_receiver_map(self):
-    self.assertRejected(self._export({}), ValueError, 'empty map')
+    self.assertRejected(self._export({}), ValueError,
+                        'No valid modes for exporting found. Got []')
+
+  def test_only_none_receivers(self):
+    self.assertRejected(
+        self._export({ModeKeys.EVAL: None, ModeKeys.PREDICT: None}),
+        ValueError, "No valid modes for exporting found. Got ['eval', 'infer']")
 
   def test_receiver_map_not_a_mapping(self):
     self.assertRejected(self._export([receiver_fns.serving_receiver_fn()]),
                         TypeError, 'list')
 
-  @parameterized.named_parameters(('none', None, 'None'),
-                                  ('string', 'serving_fn', "'serving_fn'"))
+  @parameterized.named_parameters(('string', 'serving_fn', "'serving_fn'"),
+                                  ('number', 3, '3'))
   def test_receiver_not_callable(self, receiver, shown):
     self.assertRejected(self._export({ModeKeys.PREDICT: receiver}),
                         errors.ReceiverError, shown, "'infer'")

@@ -92,3 +92,28 @@ def canned_receiver_map():
               tf.feature_column.make_parse_example_spec(
                   datasets.canned_feature_columns())),
   }
+
+
+def tfma_style_eval_receiver_fn(feature_spec, label_key: str = 'label',
+                                version: str = '0.0.test'):
+  """An EVAL receiver with the signature of TFMA's `EvalInputReceiver`.
+
+  The eval signature gets `inputs/examples` (serialized tf.Examples),
+  `features/<key>` (sparse for a VarLenFeature), `labels` (the same tensor as
+  `features/<label_key>`), `input_refs` and a constant `tfma/version`: what
+  TFMA 0.46 reads. Made here without TFMA, which needs the full `tensorflow`
+  package (tests/conformance/tfma_test.py runs the real one in a venv).
+  """
+  from multimode_export import _tf_private  # pylint: disable=g-import-not-at-top
+
+  def fn():
+    serialized = tf.compat.v1.placeholder(tf.string, [None],
+                                          name='input_example_tensor')
+    features = tf.io.parse_example(serialized, feature_spec)
+    labels = features[label_key]
+    inputs = {f'features/{k}': v for k, v in features.items()}
+    inputs.update({'inputs/examples': serialized, 'labels': labels,
+                   'input_refs': tf.range(tf.size(serialized)),
+                   'tfma/version': tf.constant(version)})
+    return _tf_private.SupervisedInputReceiver(features, labels, inputs)
+  return fn

@@ -389,6 +389,11 @@ class EvalMetrics:
   far; `reset()` zeroes the accumulators. Metric names are the
   `eval_metric_ops` keys (the signature outputs `metrics/<name>/update_op`
   and `metrics/<name>/value`).
+
+  Only the placeholder inputs are required: for an eval graph of TFMA's
+  `EvalInputReceiver`, `update(**{'inputs/examples': serialized})`; its
+  parsed `features/<k>`, `labels`, `input_refs` and `tfma/version` may be
+  given too (all of them; a sparse one as a `tf.SparseTensor`).
   """
 
   def __init__(self, export_dir: str, tags: Tags = MODE_TAGS['eval'],

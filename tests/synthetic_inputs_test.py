@@ -138,15 +138,43 @@ class NumericFeedsTest(parameterized.TestCase, tf.test.TestCase):
         synthetic_inputs.GraphIndex(graph.as_graph_def()), batch_size=5)
     self.assertEqual(feeds['x'].shape, (5, 3))
 
-  def test_sparse_input_is_unsupported(self):
+
+
+class CompositeFeedsTest(tf.test.TestCase):
+
+  def test_sparse_and_ragged_inputs_get_values_the_graph_runs_on(self):
     graph = tf.Graph()
     with graph.as_default():
-      sparse = tf.compat.v1.sparse_placeholder(tf.float32, name='s')
-    with self.assertRaisesRegex(synthetic_inputs.UnsupportedInputError,
-                                "input 's' is a coo_sparse tensor"):
-      synthetic_inputs.signature_feeds(
-          _signature({'s': sparse}, {}),
-          synthetic_inputs.GraphIndex(graph.as_graph_def()))
+      sparse = tf.compat.v1.sparse_placeholder(tf.float32, [None, 4], 's')
+      ragged = tf.RaggedTensor.from_row_splits(
+          tf.compat.v1.placeholder(tf.string, [None], 'words'),
+          tf.compat.v1.placeholder(tf.int64, [None], 'splits'))
+      outputs = {'total': tf.sparse.reduce_sum(sparse, axis=1),
+                 'lengths': ragged.row_lengths()}
+    signature_def = _signature({'s': sparse, 'r': ragged}, outputs)
+    index = synthetic_inputs.GraphIndex(graph.as_graph_def())
+    feeds = synthetic_inputs.signature_feeds(signature_def, index, batch_size=3)
+    self.assertEqual(list(feeds['s'].dense_shape), [3, 4])
+    self.assertEqual(
+        synthetic_inputs.describe(signature_def, index, feeds),
+        'r: ragged string[3,...], s: sparse float32[3,4]')
+    by_name = synthetic_inputs.tensor_feeds(signature_def, feeds)
+    self.assertLen(by_name, 5)
+    with tf.compat.v1.Session(graph=graph) as session:
+      values = session.run(outputs, by_name)
+    self.assertAllEqual(values['total'], [0.0, 0.0, 0.0])
+    self.assertAllEqual(values['lengths'], [1, 1, 1])
+
+  def test_a_tensor_under_several_keys_is_fed_once(self):
+    graph = tf.Graph()
+    with graph.as_default():
+      x = tf.compat.v1.placeholder(tf.int64, [None, 1], 'x')
+    signature_def = _signature({'features/label': x, 'labels': x}, {})
+    feeds = synthetic_inputs.signature_feeds(
+        signature_def, synthetic_inputs.GraphIndex(graph.as_graph_def()))
+    self.assertCountEqual(feeds, ['features/label', 'labels'])
+    self.assertEqual(list(synthetic_inputs.tensor_feeds(signature_def, feeds)),
+                     ['x:0'])
 
 
 if __name__ == '__main__':

@@ -310,10 +310,10 @@ class _PrunedCall:
     unknown = set(keys) - set(self.input_keys)
     missing = set(self.required_keys) - set(keys)
     if unknown or missing:
-      raise TypeError(
-          f'expected inputs {list(self.required_keys)} (optional: '
-          f'{sorted(set(self.input_keys) - set(self.required_keys))}), got '
-          f'{list(keys)}')
+      optional = sorted(set(self.input_keys) - set(self.required_keys))
+      raise TypeError(f'expected inputs {list(self.required_keys)}' +
+                      (f' (optional: {optional})' if optional else '') +
+                      f', got {list(keys)}')
     order, function = self._feeds(keys)
     components = {k: _components(self._inputs[k], inputs[k]) for k in keys}
     return function(*[components[k][p] for k, p in order])

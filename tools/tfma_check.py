@@ -264,7 +264,9 @@ def run(root: str) -> dict:
   data = report.data
   data['versions'] = {'tensorflow': tf.__version__,
                       'tfma': tfma.__version__,
-                      'multimode_export': multimode_export.__version__}
+                      'multimode_export': multimode_export.__version__,
+                      'multimode_export_dir': os.path.dirname(
+                          os.path.realpath(multimode_export.__file__))}
   tf.io.gfile.makedirs(root)
   vocabulary = os.path.join(root, 'vocab.txt')
   with open(vocabulary, 'w', encoding='utf-8') as f:

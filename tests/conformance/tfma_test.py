@@ -27,13 +27,11 @@ from absl.testing import parameterized
 
 import multimode_export
 
-PACKAGE_ROOT = os.path.dirname(os.path.dirname(
-    os.path.abspath(multimode_export.__file__)))
-SCRIPT = os.path.join(PACKAGE_ROOT, 'tools', 'tfma_check.py')
+SCRIPT = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+        __file__)))), 'tools', 'tfma_check.py')
 VENV = (os.environ.get('MULTIMODE_EXPORT_TF_FULL_VENV') or
         '/tmp/venv-tf-full')
-# The checkout under test, whatever the venv's editable install points to.
-_ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=PACKAGE_ROOT)
 OURS = ('free_function', 'mixin', 'per_mode_eval', 'exporter',
         'routed_with_serving', 'routed_without_serving')
 EXPECTED_TAGS = {
@@ -48,13 +46,25 @@ EXPECTED_TAGS = {
 LANGUAGES = ('chinese', 'english', 'other')  # tools/tfma_check.py's data
 
 
-def _venv_python() -> str:
+def _environment(root: str) -> dict:
+  """The script's environment: the package under test first on its path.
+
+  Whatever the venv's editable install points to, and without the rest of
+  this interpreter's site-packages (its tensorflow-cpu), whether the package
+  comes from a checkout, a wheel or Bazel's runfiles.
+  """
+  os.symlink(os.path.dirname(os.path.abspath(multimode_export.__file__)),
+             os.path.join(root, 'multimode_export'))
+  return dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=root)
+
+
+def _venv_python(env: dict) -> str:
   """The TFMA venv's python; SkipTest without it (a failure in CI)."""
   python = os.path.join(VENV, 'bin', 'python')
   reason = f'no TFMA venv at {VENV}'
   if os.path.exists(python):
     probe = subprocess.run(
-        [python, '-c', 'import tensorflow_model_analysis'], env=_ENV,
+        [python, '-c', 'import tensorflow_model_analysis'], env=env,
         capture_output=True, text=True, check=False)
     if probe.returncode == 0:
       return python
@@ -71,13 +81,16 @@ class TfmaTest(parameterized.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    python = _venv_python()
-    workdir = tempfile.mkdtemp()
-    cls.addClassCleanup(shutil.rmtree, workdir)
-    report = os.path.join(workdir, 'report.json')
+    root = tempfile.mkdtemp()
+    cls.addClassCleanup(shutil.rmtree, root)
+    os.mkdir(os.path.join(root, 'path'))
+    env = _environment(os.path.join(root, 'path'))
+    python = _venv_python(env)
+    report = os.path.join(root, 'report.json')
     result = subprocess.run(
-        [python, SCRIPT, '--workdir', workdir, '--report', report],
-        env=_ENV, capture_output=True, text=True, timeout=1200, check=False)
+        [python, SCRIPT, '--workdir', os.path.join(root, 'work'), '--report',
+         report], env=env, capture_output=True, text=True, timeout=1200,
+        check=False)
     if result.returncode != 0:
       raise AssertionError(f'{SCRIPT} failed:\n{result.stderr[-5000:]}')
     with open(report, encoding='utf-8') as f:
@@ -86,6 +99,9 @@ class TfmaTest(parameterized.TestCase):
   def test_every_step_ran(self):
     self.assertEqual(self.report['errors'], {})
     self.assertEqual(self.report['versions']['tfma'], '0.46.0')
+    self.assertEqual(  # The package under test, not another checkout.
+        self.report['versions']['multimode_export_dir'],
+        os.path.dirname(os.path.realpath(multimode_export.__file__)))
 
   def test_tag_sets(self):
     self.assertEqual(self.report['tags'], EXPECTED_TAGS)

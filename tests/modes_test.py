@@ -121,7 +121,7 @@ class NormalizeReceiverMapTest(parameterized.TestCase):
     train = _receiver()
     given = {ModeKeys.PREDICT: None, ModeKeys.TRAIN: train,
              ModeKeys.EVAL: None}
-    with self.assertLogs(level='INFO') as logs:
+    with self.assertLogs('absl', level='INFO') as logs:
       self.assertEqual(modes.normalize_receiver_map(given),
                        {ModeKeys.TRAIN: train})
     self.assertIn("input_receiver_fn_map['infer'] is None", logs.output[0])

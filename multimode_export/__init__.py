@@ -34,9 +34,11 @@ from multimode_export.errors import MissingVariablesError
 from multimode_export.errors import ModelFnError
 from multimode_export.errors import NotASavedModelError
 from multimode_export.errors import PublishError
+from multimode_export.errors import RawSignatureError
 from multimode_export.errors import ReceiverError
 from multimode_export.errors import VariableMismatchError
 from multimode_export.errors import VerificationError
+from multimode_export.errors import WarmupRequestsError
 from multimode_export.graph._modes import choose_variables_carrier
 from multimode_export.integration._exporter import MultiModeExporter
 from multimode_export.loading import EvalMetrics
@@ -63,12 +65,14 @@ __all__ = (
     'MultiModeExporter',
     'NotASavedModelError',
     'PublishError',
+    'RawSignatureError',
     'ReceiverError',
     'ServingSignatures',
     'TrainStep',
     'VariableMismatchError',
     'VerificationError',
     'VerifyReport',
+    'WarmupRequestsError',
     'choose_variables_carrier',
     'export_all_saved_models',
     'export_saved_models_per_mode',

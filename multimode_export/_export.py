@@ -11,7 +11,8 @@ staging directory.
 """
 
 import contextlib
-from typing import Callable, Iterable, Iterator, Mapping, Optional
+from typing import (Any, Callable, Iterable, Iterator, Mapping, Optional,
+                    Sequence, Union)
 
 import tensorflow as tf
 
@@ -19,6 +20,8 @@ from multimode_export import _filesystem as filesystem
 from multimode_export import _options
 from multimode_export import _plan
 from multimode_export import errors
+from multimode_export.checks import _warmup as warmup_lib
+from multimode_export.saved_model import _assets_extra as assets_extra_lib
 from multimode_export.publishing import _fixed_dir as target_dir
 from multimode_export.publishing import _staging as publish
 from multimode_export.saved_model import _writer as saved_model_writer
@@ -57,6 +60,14 @@ def write_options(plan: _plan.ExportPlan,
       chunk_bytes=options.chunk_bytes, session_config=plan.session_config)
 
 
+def write_warmup(plan: _plan.ExportPlan, export_dir: str) -> None:
+  """Writes the plan's warmup records into `export_dir/assets.extra/`."""
+  if plan.warmup_records:
+    warmup_lib.write_records(
+        assets_extra_lib.path_in(export_dir, warmup_lib.FILE_NAME),
+        plan.warmup_records)
+
+
 def write_plan(plan: _plan.ExportPlan, options: _options.ExportOptions) -> str:
   """Stages the plan's graphs as one SavedModel and publishes it.
 
@@ -76,6 +87,7 @@ def write_plan(plan: _plan.ExportPlan, options: _options.ExportOptions) -> str:
       saved_model_writer.write_saved_model(
           staging.path, plan.graphs, plan.checkpoint, plan.assets,
           plan.assets_extra, write_options(plan, options))
+      write_warmup(plan, staging.path)
     if options.verify:
       verify_staged(staging.path)
     # A failure while publishing is a PublishError too, not a raw OSError.
@@ -100,6 +112,9 @@ def export_all_saved_models(
     verify: bool = False,
     export_dir: Optional[filesystem.PathLike] = None,
     overwrite: bool = False,
+    raw_signatures: bool = False,
+    warmup_requests: Union[bool, Sequence[Any], None] = None,
+    warmup_signatures: Optional[Sequence[str]] = None,
 ) -> str:
   """Exports one SavedModel with a MetaGraphDef for each requested mode.
 
@@ -143,6 +158,15 @@ def export_all_saved_models(
       version (see `publishing/_fixed_dir`); staged in its parent.
     overwrite: with `export_dir`, replace an existing export there
       atomically (local disk) instead of refusing a non-empty directory.
+    raw_signatures: give the serve graph, beside its tf.Example signatures,
+      `raw:<key>` signatures whose inputs are the parsed feature tensors
+      (for TFLite, tf2onnx, JSON serving; see docs/loading.md).
+    warmup_requests: write TF Serving warmup records
+      (`assets.extra/tf_serving_warmup_requests`) for the serve graph: True
+      for synthetic inputs, or a list of `tf.train.Example`s, serialized
+      examples or feature dicts. Needs the tensorflow-serving-api protos.
+    warmup_signatures: the serving signatures to warm up; default every
+      classify, regress and predict signature.
 
   Returns:
     The path of the new export directory, as `str`.
@@ -155,6 +179,9 @@ def export_all_saved_models(
     ReceiverError: a receiver fn is not callable, raises, or returns the
       wrong kind of receiver.
     ModelFnError: the model_fn fails in a mode.
+    RawSignatureError: `raw_signatures=True` but the serve graph cannot get
+      a raw signature (no predict output, a clashing alternative or key).
+    WarmupRequestsError: a warmup request or signature is unusable.
     AssetsExtraError: an `assets_extra` entry escapes `assets.extra/` or its
       source is missing.
     ExportDirError: `export_dir_base` is a file or not writable, or

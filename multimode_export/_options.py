@@ -8,7 +8,7 @@ the public signatures only.
 """
 
 import dataclasses
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from multimode_export import _filesystem as filesystem
 
@@ -28,6 +28,9 @@ class ExportOptions:
     verify: verify before publishing.
     export_dir: publish at this fixed directory instead of a version.
     overwrite: with `export_dir`, replace an existing export there.
+    raw_signatures: add `raw:<key>` signatures to the serve graph.
+    warmup_requests: True or a list of inputs for TF Serving warmup records.
+    warmup_signatures: the serving signatures the records warm up.
     chunk_bytes: memory bound of a streamed `variables/` (internal tuning,
       not a public argument).
   """
@@ -41,6 +44,9 @@ class ExportOptions:
   verify: bool = False
   export_dir: Optional[filesystem.PathLike] = None
   overwrite: bool = False
+  raw_signatures: bool = False
+  warmup_requests: Any = None
+  warmup_signatures: Optional[Sequence[str]] = None
   chunk_bytes: int = 256 << 20
 
   @classmethod

@@ -17,7 +17,8 @@ can be handed as-is to a model server that polls for numbered versions. See
 telling the two layouts apart.
 """
 
-from typing import Callable, Dict, Iterable, Mapping, Optional
+from typing import (Any, Callable, Dict, Iterable, Mapping, Optional, Sequence,
+                    Union)
 
 import tensorflow as tf
 
@@ -64,6 +65,8 @@ def write_plan_per_mode(plan: _plan.ExportPlan,
         saved_model_writer.write_saved_model(
             path, [graph], plan.checkpoint, _assets_of(graph, plan.assets),
             plan.assets_extra, write_options)
+        if graph.mode == tf.estimator.ModeKeys.PREDICT:
+          export_lib.write_warmup(plan, path)
       if options.verify:
         export_lib.verify_staged(path)
     if plan.export_dir is not None:
@@ -93,6 +96,9 @@ def export_saved_models_per_mode(
     verify: bool = False,
     export_dir: Optional[filesystem.PathLike] = None,
     overwrite: bool = False,
+    raw_signatures: bool = False,
+    warmup_requests: Union[bool, Sequence[Any], None] = None,
+    warmup_signatures: Optional[Sequence[str]] = None,
 ) -> Dict[str, str]:
   """Exports each requested mode as its own single-graph SavedModel.
 
@@ -135,6 +141,11 @@ def export_saved_models_per_mode(
     verify: verify each mode's SavedModel before publishing any.
     export_dir: publish the modes as `<export_dir>/<mode dir>/`, no version.
     overwrite: with `export_dir`, replace an existing export there.
+    raw_signatures: add `raw:<key>` signatures to the serve part (see
+      `export_all_saved_models`).
+    warmup_requests: TF Serving warmup records for the serve part (see
+      `export_all_saved_models`).
+    warmup_signatures: the serving signatures they warm up.
 
   Returns:
     `{mode: path}`: ModeKeys value -> published SavedModel directory.

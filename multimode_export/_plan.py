@@ -8,7 +8,7 @@ refused before the first file exists.
 """
 
 import dataclasses
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 from absl import logging
@@ -16,6 +16,8 @@ from absl import logging
 from multimode_export import _filesystem as filesystem
 from multimode_export import _options
 from multimode_export import _tf_private
+from multimode_export import errors
+from multimode_export.checks import _warmup as warmup_lib
 from multimode_export.graph import _builder as mode_graph
 from multimode_export.graph import _modes as modes_lib
 from multimode_export.publishing import _fixed_dir as target_dir
@@ -42,6 +44,8 @@ class ExportPlan:
     overwrite: whether an existing export at `export_dir` is replaced.
     session_config: the estimator's session config, for the rare writes
       that need a Session.
+    warmup_records: serialized PredictionLogs for the serve graph's
+      `assets.extra/tf_serving_warmup_requests`; empty for none.
   """
   export_dir_base: str
   graphs: Sequence[mode_graph.ModeGraph]
@@ -51,6 +55,7 @@ class ExportPlan:
   export_dir: Optional[str] = None
   overwrite: bool = False
   session_config: Optional[object] = None
+  warmup_records: Tuple[bytes, ...] = ()
 
 
 def _as_dir(value, argument: str) -> str:
@@ -90,6 +95,7 @@ def plan_export(estimator: tf.compat.v1.estimator.Estimator,
   receivers = modes_lib.normalize_receiver_map(input_receiver_fn_map)
   modes_lib.check_tags(tags, receivers)
   extra = assets_extra_lib.normalize(options.assets_extra)
+  _check_new_options(options, receivers, extra)
   publish.check_export_dir_base(base)
   if export_dir is not None:
     target_dir.check_export_dir(export_dir, overwrite)
@@ -106,9 +112,41 @@ def plan_export(estimator: tf.compat.v1.estimator.Estimator,
     graphs.append(mode_graph.build_mode_graph(
         estimator, mode, receiver_fn, tags=modes_lib.tags_for(mode, tags),
         assets=assets, strip_default_attrs=options.strip_default_attrs,
-        clear_devices=options.clear_devices))
+        clear_devices=options.clear_devices,
+        raw_signatures=options.raw_signatures))
   saved_model_writer.check_against_checkpoint(graphs, checkpoint)
   saved_model_writer.check_asset_sources(assets.files)
   return ExportPlan(base, tuple(graphs), checkpoint, assets.files, extra,
                     export_dir, overwrite,
-                    _tf_private.session_config(estimator))
+                    _tf_private.session_config(estimator),
+                    _warmup_records(graphs, options))
+
+
+def _check_new_options(options: _options.ExportOptions, receivers,
+                       extra: Dict[str, str]) -> None:
+  """Validates `raw_signatures` and the warmup options (issue 16)."""
+  if not isinstance(options.raw_signatures, bool):
+    raise TypeError('raw_signatures: expected True or False, got '
+                    f'{options.raw_signatures!r}')
+  requests = options.warmup_requests
+  warmup_lib.check_requests(requests, options.warmup_signatures)
+  if not requests:
+    return
+  if tf.estimator.ModeKeys.PREDICT not in receivers:
+    raise errors.WarmupRequestsError(
+        'warmup_requests: expected a PREDICT receiver to warm up, got modes '
+        f'{sorted(receivers)}', requests)
+  if warmup_lib.FILE_NAME in extra:
+    raise errors.WarmupRequestsError(
+        'warmup_requests: assets_extra already writes '
+        f'{warmup_lib.FILE_NAME!r}; give one or the other', requests)
+
+
+def _warmup_records(graphs: Sequence[mode_graph.ModeGraph],
+                    options: _options.ExportOptions) -> Tuple[bytes, ...]:
+  if not options.warmup_requests:
+    return ()
+  [serve] = [g for g in graphs if g.mode == tf.estimator.ModeKeys.PREDICT]
+  return warmup_lib.build_records(serve.meta_graph_def, serve.graph,
+                                  options.warmup_requests,
+                                  options.warmup_signatures)

@@ -152,6 +152,22 @@ class AssetsExtraError(ExportError, ValueError):
     super().__init__(message)
 
 
+class RawSignatureError(ExportError, ValueError):
+  """`raw_signatures=True` cannot add raw signatures to this serve graph."""
+
+
+class WarmupRequestsError(ExportError, ValueError):
+  """`warmup_requests` or `warmup_signatures` cannot be turned into records.
+
+  Attributes:
+    value: the offending request, signature key or argument.
+  """
+
+  def __init__(self, message: str, value: object):
+    self.value = value
+    super().__init__(message)
+
+
 class ExportDirError(ExportError, ValueError):
   """The export directory base (or an explicit target) cannot be used.
 

@@ -14,6 +14,9 @@ python3 -m pip wheel -q --no-deps -w "$work/dist" "$repo" </dev/null
 wheel="$(ls "$work"/dist/multimode_export-*.whl)"
 python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install -q "${wheel}[cpu,test]" </dev/null
+# The warmup tests need the tensorflow-serving-api protos, without the second
+# TensorFlow the package would pull (see .ci/run).
+"$work/venv/bin/pip" install -q --no-deps tensorflow-serving-api==2.15.1 </dev/null
 # The tests and the files they read, without the package sources: the package
 # can only come from the wheel. (bazel_build_test checks the source tree's
 # BUILD files, which a wheel does not have.)

@@ -21,6 +21,8 @@ and for each MetaGraphDef (tag set):
 - `tf1_load`: `tf.compat.v1.saved_model.loader.load` in a fresh graph;
 - `tf1_signature:<key>`: each signature runs in that Session on synthetic
   inputs (see `synthetic_inputs`) and its outputs have the signature's shapes;
+- `raw_matches:<key>` and `warmup`: raw signatures and TF Serving warmup
+  records (see `checks/_serving_checks`);
 - `train_step`: when the graph has a train op (`saved_model_train_op`), one
   step runs: the train op with the training signature's inputs;
 - `tf2_load`: `tf.saved_model.load(export_dir, tags=...)`, or, for a graph
@@ -53,6 +55,7 @@ from multimode_export import errors
 from multimode_export import loading
 from multimode_export.checks import _load_budget as load_budget
 from multimode_export.checks import _report as report_lib
+from multimode_export.checks import _serving_checks as serving_checks
 from multimode_export.checks import _synthetic_inputs as synthetic_inputs
 from multimode_export.checks import _wording as wording
 from multimode_export.graph import _saver_spec as saver_spec
@@ -260,6 +263,19 @@ def _run_train_step(session, graph: _Graph) -> str:
   return ', '.join(parts)
 
 
+def _verify_serving(session, graph: _Graph,
+                    recorder: report_lib.Recorder) -> None:
+  """Raw signatures against their twins, and the warmup records."""
+  for raw_key, key in serving_checks.raw_twins(graph.feeds).items():
+    recorder.run(f'raw_matches:{raw_key}', graph.tags,
+                 lambda r=raw_key, k=key: serving_checks.run_raw_match(
+                     session, graph.signatures, r, graph.feeds[k]))
+  path = serving_checks.warmup_file(graph.export_dir, graph.tags)
+  if path:
+    recorder.run('warmup', graph.tags, lambda: serving_checks.replay_warmup(
+        session, graph.meta_graph_def, path))
+
+
 def _verify_tf1(graph: _Graph, run_train_step: bool,
                 recorder: report_lib.Recorder) -> None:
   tf_graph = tf.Graph()
@@ -280,6 +296,7 @@ def _verify_tf1(graph: _Graph, run_train_step: bool,
                    lambda k=key: _run_tf1_signature(
                        session, graph.signatures[k], graph.feeds[k],
                        graph.index))
+    _verify_serving(session, graph, recorder)
     train_ops = _format.collection_names(
         graph.meta_graph_def, _format.TRAIN_OP_COLLECTION)
     if train_ops and run_train_step:

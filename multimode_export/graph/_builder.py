@@ -16,6 +16,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 
 from multimode_export import _tf_private
 from multimode_export import errors
+from multimode_export.graph import _raw_signatures as raw_signatures_lib
 from multimode_export.graph import _saver_spec as saver_spec
 from multimode_export.saved_model import _format as saved_model_format
 
@@ -139,7 +140,8 @@ def build_mode_graph(estimator: tf.compat.v1.estimator.Estimator, mode: str,
                      receiver_fn: Callable[[], object], *,
                      tags: Tuple[str, ...], assets: AssetTable,
                      strip_default_attrs: bool = False,
-                     clear_devices: bool = False) -> ModeGraph:
+                     clear_devices: bool = False,
+                     raw_signatures: bool = False) -> ModeGraph:
   """Builds `mode`'s graph and returns it as a tagged MetaGraphDef.
 
   Args:
@@ -150,6 +152,8 @@ def build_mode_graph(estimator: tf.compat.v1.estimator.Estimator, mode: str,
     assets: shared asset naming for the whole SavedModel.
     strip_default_attrs: strip default-valued attributes from the graph.
     clear_devices: drop device placements from the graph.
+    raw_signatures: for PREDICT, add raw-tensor signatures beside the
+      tf.Example ones (see `graph/_raw_signatures.py`).
 
   Returns:
     A ModeGraph.
@@ -171,10 +175,14 @@ def build_mode_graph(estimator: tf.compat.v1.estimator.Estimator, mode: str,
           mode=spec.mode, serving_export_outputs=spec.export_outputs,
           predictions=spec.predictions, loss=spec.loss,
           metrics=spec.eval_metric_ops)
-      signatures = _tf_private.build_all_signature_defs(
-          receiver.receiver_tensors, export_outputs,
-          getattr(receiver, 'receiver_tensors_alternatives', None),
-          serving_only=(mode == ModeKeys.PREDICT))
+      if raw_signatures and mode == ModeKeys.PREDICT:
+        signatures = raw_signatures_lib.signature_defs(receiver,
+                                                       export_outputs)
+      else:
+        signatures = _tf_private.build_all_signature_defs(
+            receiver.receiver_tensors, export_outputs,
+            getattr(receiver, 'receiver_tensors_alternatives', None),
+            serving_only=(mode == ModeKeys.PREDICT))
     except errors.Error:
       raise
     except Exception as e:  # pylint: disable=broad-except

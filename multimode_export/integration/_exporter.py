@@ -30,7 +30,7 @@ chief/master. Workers and parameter servers never export, whoever calls them.
 
 import abc
 import inspect
-from typing import Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import tensorflow as tf
 from absl import logging
@@ -142,7 +142,10 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
       clear_devices: bool = False,
       tags: Optional[Mapping[str, Iterable[str]]] = None,
       verify: bool = False,
-      layout: str = layout_lib.SHARED):
+      layout: str = layout_lib.SHARED,
+      raw_signatures: bool = False,
+      warmup_requests: Union[bool, Sequence[Any], None] = None,
+      warmup_signatures: Optional[Sequence[str]] = None):
     """Creates the exporter; validates every argument.
 
     Args:
@@ -171,6 +174,11 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
       layout: `'shared'` (one SavedModel holding every mode, in
         `<export_path>/<version>`) or `'per_mode'` (one SavedModel per mode,
         in `<export_path>/{train,eval,serve}/<version>`).
+      raw_signatures: add `raw:<key>` signatures to the serve graph, see
+        `export_all_saved_models`.
+      warmup_requests: TF Serving warmup records in every export, see
+        `export_all_saved_models`.
+      warmup_signatures: the serving signatures they warm up.
 
     Raises:
       TypeError: an argument has the wrong type.

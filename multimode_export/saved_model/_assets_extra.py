@@ -67,9 +67,14 @@ def normalize(assets_extra: Optional[Mapping]) -> Dict[str, str]:
   return out
 
 
+def path_in(export_dir: str, dest: str) -> str:
+  """The path of `dest` in `export_dir/assets.extra/`, its folder made."""
+  target = filesystem.join(export_dir, ASSETS_EXTRA_DIRECTORY, dest)
+  tf.io.gfile.makedirs(posixpath.dirname(target))
+  return target
+
+
 def copy_into(export_dir: str, assets_extra: Dict[str, str]) -> None:
   """Copies normalized `assets_extra` into `export_dir/assets.extra/`."""
   for dest, source in assets_extra.items():
-    target = filesystem.join(export_dir, ASSETS_EXTRA_DIRECTORY, dest)
-    tf.io.gfile.makedirs(posixpath.dirname(target))
-    tf.io.gfile.copy(source, target)
+    tf.io.gfile.copy(source, path_in(export_dir, dest))

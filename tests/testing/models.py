@@ -305,3 +305,33 @@ def train_canned_dnn(model_dir: str, steps: int = 3
       config=tf.estimator.RunConfig(tf_random_seed=1))
   est.train(fn, steps=steps)
   return est
+
+
+def train_canned_with_vocabulary(model_dir: str, regressor: bool = False,
+                                 vocabulary: bool = True, steps: int = 20):
+  """A DNNClassifier (2 classes) or DNNRegressor on numeric `x` [3] and,
+  with `vocabulary`, an indicator of `cat` from `datasets.VOCABULARY`.
+
+  Returns:
+    (estimator, parse spec: `cat` a fixed-length string, features).
+  """
+  features, classes, scores = datasets.make_column_data()
+  columns = [tf.feature_column.numeric_column('x', shape=[datasets.FEATURE_DIM])]
+  spec = {'x': tf.io.FixedLenFeature([datasets.FEATURE_DIM], tf.float32)}
+  if vocabulary:
+    columns.append(tf.feature_column.indicator_column(
+        tf.feature_column.categorical_column_with_vocabulary_list(
+            'cat', datasets.VOCABULARY)))
+    spec['cat'] = tf.io.FixedLenFeature([1], tf.string)
+  else:
+    features = {'x': features['x']}
+  kwargs = dict(hidden_units=[4], feature_columns=columns, model_dir=model_dir,
+                config=tf.estimator.RunConfig(tf_random_seed=1),
+                optimizer=lambda: tf.keras.optimizers.legacy.Adagrad(0.1))
+  if regressor:
+    est = tf.estimator.DNNRegressor(**kwargs)
+  else:
+    est = tf.estimator.DNNClassifier(n_classes=2, **kwargs)
+  est.train(datasets.column_input_fn(features, scores if regressor else classes),
+            steps=steps)
+  return est, spec, features

@@ -117,3 +117,17 @@ def tfma_style_eval_receiver_fn(feature_spec, label_key: str = 'label',
                    'tfma/version': tf.constant(version)})
     return _tf_private.SupervisedInputReceiver(features, labels, inputs)
   return fn
+
+
+def parsing_receiver_map(spec, features, label_dtype=tf.int64):
+  """Raw supervised TRAIN/EVAL receivers and a PREDICT receiver parsing
+  tf.Examples with `spec`."""
+  supervised = tf.estimator.experimental.build_raw_supervised_input_receiver_fn(
+      {k: tf.constant(v[:1]) for k, v in features.items()},
+      tf.zeros([1, 1], label_dtype))
+  return {
+      ModeKeys.TRAIN: supervised,
+      ModeKeys.EVAL: supervised,
+      ModeKeys.PREDICT:
+          tf.estimator.export.build_parsing_serving_input_receiver_fn(spec),
+  }

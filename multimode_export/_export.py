@@ -45,7 +45,16 @@ def verify_staged(path: str) -> None:
   # Imported here: verification loads TF SavedModel machinery that a plain
   # export does not need.
   from multimode_export.checks import _verification as verification  # pylint: disable=g-import-not-at-top
-  report = verification.verify(path)
+  # The graphs are the caller's own model, built in this process: what the
+  # safety scan refuses in exports of unknown origin is accepted here, and
+  # named, with the flag `multimode-export verify` needs for it.
+  allowed = verification.refused_op_types(path)
+  if allowed:
+    logging.warning(
+        'The export holds ops that act outside it (%s); `multimode-export '
+        'verify` refuses them unless given --allow_ops=%s',
+        ', '.join(allowed), ','.join(allowed))
+  report = verification.verify(path, allow_ops=allowed)
   if not report.ok:
     raise errors.VerificationError(
         f'the export failed verification, not published:\n{report}', report)

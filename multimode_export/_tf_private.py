@@ -24,6 +24,9 @@ from tensorflow.python.checkpoint import graph_view as _graph_view
 # Running the raw checkpoint I/O ops eagerly even when the caller disabled v2
 # behaviour (2.13-2.15).
 from tensorflow.python.eager import context as _context
+# Whether an op type is defined (the safety scan's "unknown op"); the public
+# tf.raw_ops lists only ops with Python wrappers (2.13-2.15).
+from tensorflow.python.framework import op_def_registry as _op_def_registry
 
 export_outputs_for_mode = export_lib.export_outputs_for_mode
 build_all_signature_defs = export_lib.build_all_signature_defs
@@ -97,3 +100,12 @@ def eager_mode() -> Iterator[None]:
   """Runs the enclosed ops eagerly, also under disable_v2_behavior()."""
   with _context.eager_mode():
     yield
+
+
+def is_registered_op(op_type: str) -> bool:
+  """Whether the installed TensorFlow (or a loaded op library) defines an op.
+
+  `op_def_registry.get` is the registry the graph importer consults; checked
+  against TF 2.13-2.15.
+  """
+  return _op_def_registry.get(op_type) is not None

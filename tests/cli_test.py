@@ -28,6 +28,7 @@ from absl.testing import flagsaver
 import multimode_export
 from multimode_export.checks import _inspection as inspection
 from multimode_export.integration import _cli as cli
+from testing import crafted
 from testing import faults
 from testing import models
 from testing import receiver_fns
@@ -226,7 +227,8 @@ class CliTest(models.ClassRootMixin, tf.test.TestCase):
     self.assertEqual(result.returncode, 0, result.stderr)
     for text in ('multimode-export demo', 'multimode-export inspect EXPORT_DIR',
                  'multimode-export verify', '--export_dir_base', '--steps',
-                 '--[no]run_train_step', '--max_load_gib', 'Exit status: 0'):
+                 '--[no]run_train_step', '--max_load_gib',
+                 '--allow_ops', 'Exit status: 0'):
       self.assertIn(text, result.stdout)
 
 
@@ -247,6 +249,8 @@ class MainTest(absltest.TestCase):
        '--run_train_step does not apply to demo'),
       (['inspect', '/tmp'], {'max_load_gib': 1.0},
        '--max_load_gib does not apply to inspect'),
+      (['inspect', '/tmp'], {'allow_ops': ['PrintV2']},
+       '--allow_ops does not apply to inspect'),
   )
 
   def test_usage_errors(self):
@@ -273,6 +277,25 @@ class MainTest(absltest.TestCase):
         self.assertEqual(cm.exception.code, 2)
         self.assertIn(message, err.getvalue())
         self.assertIn('Try multimode-export --help.', err.getvalue())
+
+  def test_allow_ops_runs_what_verify_refuses(self):
+    root = self.create_tempdir().full_path
+    canary = os.path.join(root, 'canary')
+    export = crafted.write_file_in_signature(os.path.join(root, 'export'),
+                                             canary)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+      status = cli.main(['multimode-export', 'verify', export])
+    self.assertEqual(status, 1)
+    self.assertIn('--allow_ops=WriteFile', out.getvalue())
+    self.assertRegex(out.getvalue(), r'skip\s+serve\s+tf1_load')
+    self.assertFalse(os.path.exists(canary))
+    with flagsaver.flagsaver(allow_ops=['WriteFile']), \
+         contextlib.redirect_stdout(out):
+      flags.FLAGS['allow_ops'].present = 1
+      status = cli.main(['multimode-export', 'verify', export])
+    self.assertEqual(status, 0, out.getvalue())
+    self.assertTrue(os.path.exists(canary))
 
   def test_failed_verification_returns_1(self):
     out = io.StringIO()

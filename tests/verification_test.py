@@ -57,9 +57,13 @@ class VerifyGoodExportsTest(models.ClassRootMixin, parameterized.TestCase, tf.te
     report = self._report(kind)
     self.assertTrue(report.ok, str(report))
     self.assertEqual(report.failures, ())
-    self.assertEqual(_names(report, ())[:2], ['saved_model', 'variables'])
+    # The safety scan comes first, for the files and every tag set.
+    self.assertEqual([c.name for c in report.checks[:5]],
+                     ['saved_model', 'safety', 'safety', 'safety', 'safety'])
+    self.assertEqual(_names(report, ()), ['saved_model', 'safety',
+                                          'variables'])
     train = _names(report, ['train'])
-    self.assertEqual(train, ['saver', 'tf1_load', 'tf1_signature:train',
+    self.assertEqual(train, ['safety', 'saver', 'tf1_load', 'tf1_signature:train',
                              'train_step', 'tf2_load', 'tf2_signature:train'])
     # Only the train graph has a train op.
     self.assertNotIn('train_step', _names(report, ['eval']) +
@@ -196,7 +200,7 @@ class VerifyBadExportsTest(models.ClassRootMixin, tf.test.TestCase):
     self.assertTrue(report.ok, str(report))
     self.assertCountEqual(
         _names(report, ['serve']),
-        ['saver', 'tf1_load', 'tf1_signature:length',
+        ['safety', 'saver', 'tf1_load', 'tf1_signature:length',
          'tf1_signature:serving_default', 'tf2_load', 'tf2_signature:length',
          'tf2_signature:serving_default'])
     self.assertIn("text: b''[2]",

@@ -3,7 +3,8 @@
 `summarize` returns the facts as frozen value objects; `format_summary`
 renders them; `inspect` does both. Only the SavedModel proto and the
 variables' index are read: nothing is loaded or run, so this is fast on any
-export, however large its variables.
+export, however large its variables, and safe on one you did not make. What
+`verify`'s safety scan refuses is listed as `safety:` lines.
 """
 
 import dataclasses
@@ -15,6 +16,7 @@ import tensorflow as tf
 from multimode_export import _filesystem as filesystem
 from multimode_export import errors
 from multimode_export.checks import _wording as wording
+from multimode_export.checks import _safety as safety_lib
 from multimode_export.graph import _saver_spec as saver_spec
 from multimode_export.publishing import _layout as layout
 from multimode_export.saved_model import _format
@@ -67,6 +69,7 @@ class MetaGraphSummary:
     tfma: for an eval graph TensorFlow Model Analysis can analyse (its
       `eval` signature has a `tfma/version` input), the TFMA version that
       built it ('unknown' if that input is not a constant); else None.
+    safety: what the safety scan refuses in it (see `verify`).
   """
   tags: Tuple[str, ...]
   num_ops: int
@@ -76,6 +79,7 @@ class MetaGraphSummary:
   assets: Tuple[Tuple[str, str], ...]
   restored: Optional[Tuple[str, ...]]
   tfma: Optional[str] = None
+  safety: Tuple[safety_lib.Finding, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +111,8 @@ class ExportSummary:
     variables_files: (file name, bytes) of `variables/`.
     variables_error: why `variables/` could not be read, or None.
     assets_extra: files under `assets.extra/`, relative paths.
+    safety: what the safety scan refuses in the export's files (a
+      `variables/` index claiming more than it stores, links out).
   """
   export_dir: str
   meta_graphs: Tuple[MetaGraphSummary, ...]
@@ -114,6 +120,7 @@ class ExportSummary:
   variables_files: Tuple[Tuple[str, int], ...]
   variables_error: Optional[str]
   assets_extra: Tuple[str, ...]
+  safety: Tuple[safety_lib.Finding, ...] = ()
 
 
 def _shape_text(shape_proto) -> str:
@@ -150,7 +157,8 @@ def _tfma_version(meta_graph_def) -> Optional[str]:
   return np.asarray(value).reshape(-1)[0].decode('utf-8')
 
 
-def _meta_graph(meta_graph_def) -> MetaGraphSummary:
+def _meta_graph(meta_graph_def, scan: safety_lib.ScanResult
+               ) -> MetaGraphSummary:
   signatures = tuple(
       SignatureSummary(
           key, sig.method_name,
@@ -170,7 +178,8 @@ def _meta_graph(meta_graph_def) -> MetaGraphSummary:
       main_ops=_format.main_op_names(meta_graph_def),
       assets=_format.asset_files(meta_graph_def),
       restored=restored,
-      tfma=_tfma_version(meta_graph_def))
+      tfma=_tfma_version(meta_graph_def),
+      safety=scan.refused)
 
 
 def _nbytes(dtype: tf.dtypes.DType, shape: Sequence[int]) -> Optional[int]:
@@ -235,10 +244,12 @@ def summarize(export_dir: filesystem.PathLike) -> ExportSummary:
   """
   export_dir = filesystem.as_str(export_dir)
   saved_model = _format.read_saved_model(export_dir)
-  meta_graphs = tuple(_meta_graph(m) for m in saved_model.meta_graphs)
+  files_scan, *scans = safety_lib.scan_saved_model(export_dir, saved_model)
+  meta_graphs = tuple(_meta_graph(m, scan) for m, scan in
+                      zip(saved_model.meta_graphs, scans))
   variables, files, error = _variables(export_dir, meta_graphs)
   return ExportSummary(export_dir, meta_graphs, variables, files, error,
-                       _assets_extra(export_dir))
+                       _assets_extra(export_dir), files_scan.refused)
 
 
 def human_bytes(count: Optional[int]) -> str:
@@ -277,6 +288,7 @@ def _format_meta_graph(meta: MetaGraphSummary, total_variables: int
   if meta.tfma is not None:
     lines.append(f'  TFMA-ready eval graph (signature {_TFMA_SIGNATURE_KEY!r}), '
                  f'built by TFMA {meta.tfma}')
+  lines.extend(f'  safety: {finding}' for finding in meta.safety)
   for sig in meta.signatures:
     lines.append(f'  signature {sig.key!r}  {sig.method_name or "(no method)"}')
     rows = [[direction, t.key, t.dtype, t.shape, t.name]
@@ -340,6 +352,7 @@ def format_summary(summary: ExportSummary,
   for meta in summary.meta_graphs:
     lines.extend(_format_meta_graph(meta, len(summary.variables)))
     lines.append('')
+  lines.extend(f'safety: {finding}' for finding in summary.safety)
   lines.extend(_format_variables(summary, max_variables))
   if summary.assets_extra:
     lines.append('')

@@ -33,6 +33,10 @@ from multimode_export import loading
 from multimode_export.graph import _graph_def as graph_def_lib
 
 DEFAULT_BATCH_SIZE = 2
+# One synthetic input never takes more memory than this: a signature
+# declaring a larger input (a huge static dimension) is not run.
+MAX_FEED_BYTES = 64 * 2**20
+_POINTER_BYTES = 8  # per element of a numpy object array
 
 # Ops between a receiver's string placeholder and its parser.
 _PASSTHROUGH_OPS = frozenset(
@@ -186,6 +190,20 @@ def feed_shape(tensor_shape_proto: tensor_shape_pb2.TensorShapeProto,
       for i, d in enumerate(dims))
 
 
+def _check_budget(key: str, dtype: tf.dtypes.DType, shape: Tuple[int, ...],
+                  used: int, element_bytes: int) -> int:
+  """The bytes of one input; raises when they would pass the budget."""
+  count = 1
+  for dim in shape:
+    count *= dim
+  size = count * element_bytes
+  if used + size > MAX_FEED_BYTES:
+    raise UnsupportedInputError(
+        f'input {key!r} declares {dtype.name}{list(shape)}, {count} elements '
+        f'({size} bytes): over the {MAX_FEED_BYTES}-byte budget for the '
+        'synthetic inputs of one signature')
+  return size
+
 def _dense_value(key: str, info, graph: GraphIndex, batch_size: int
                 ) -> np.ndarray:
   if not info.dtype:
@@ -196,12 +214,14 @@ def _dense_value(key: str, info, graph: GraphIndex, batch_size: int
     features = (graph.example_features(info.name)
                 if info.WhichOneof('encoding') == 'name' else None)
     value = b'' if features is None else make_example(features)
+    _check_budget(key, dtype, shape, 0, _POINTER_BYTES + len(value))
     # Not np.full: it would go through a bytes array and drop trailing NULs.
     array = np.empty(shape, dtype=object)
     array.fill(value)
     return array
   if dtype.is_numpy_compatible and (dtype.is_bool or dtype.is_integer or
                                     dtype.is_floating or dtype.is_complex):
+    _check_budget(key, dtype, shape, 0, dtype.size)
     return np.zeros(shape, dtype=dtype.as_numpy_dtype)
   raise UnsupportedInputError(
       f'input {key!r} has dtype {dtype.name}, for which no synthetic value '

@@ -5,6 +5,12 @@ Works on any SavedModel (one written by this package, the stock
 whole export it checks:
 
 - `saved_model`: the proto parses and holds at least one MetaGraphDef;
+- `safety` (first, for the export's files and then each tag set): the
+  static scan of `_safety` (ops acting outside the export, asset and saver
+  paths leaving it, a `variables/` index claiming more than it stores).
+  Nothing of a tag set is loaded or run when its scan or the files' scan
+  fails: `tf1_load` and `tf2_load` are then reported as skipped (and
+  `variables` too, for the files), with the reason;
 - `variables`: `variables/variables` is readable and every tensor's bytes
   match the crc32c the index stores for it (each data file is read once
   through a bounded buffer; a truncated or corrupt data file fails here,
@@ -43,7 +49,7 @@ Given an export base or a per-mode export instead of a SavedModel directory,
 
 import dataclasses
 import gc
-from typing import Dict, Optional, Tuple
+from typing import Dict, FrozenSet, Iterable, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -55,6 +61,7 @@ from multimode_export import errors
 from multimode_export import loading
 from multimode_export.checks import _load_budget as load_budget
 from multimode_export.checks import _report as report_lib
+from multimode_export.checks import _safety as safety
 from multimode_export.checks import _serving_checks as serving_checks
 from multimode_export.checks import _synthetic_inputs as synthetic_inputs
 from multimode_export.checks import _wording as wording
@@ -334,7 +341,8 @@ def _verify_tf2(graph: _Graph, recorder: report_lib.Recorder) -> None:
 
 def verify(export_dir: filesystem.PathLike, *,
            run_train_step: bool = True,
-           max_load_gib: Optional[float] = None) -> report_lib.VerifyReport:
+           max_load_gib: Optional[float] = None,
+           allow_ops: Iterable[str] = ()) -> report_lib.VerifyReport:
   """Loads and runs every MetaGraphDef of an export; reports each check.
 
   Never raises for a broken export: every problem is a failed check in the
@@ -363,27 +371,35 @@ def verify(export_dir: filesystem.PathLike, *,
     max_load_gib: if set, a tag set whose variables take more GiB is not
       loaded (its load and signature checks are reported as one skipped
       `loads` check); every variable's crc32c is still checked.
+    allow_ops: op types the `safety` check accepts although they act
+      outside the export (e.g. `['PrintV2']`). Nothing is loaded or run
+      while a refused op, path or size remains (see docs/cli.md).
 
   Returns:
     A VerifyReport; `report.ok` tells whether every check passed.
 
   Raises:
-    TypeError: `export_dir` is not a path.
-    ValueError: `max_load_gib` is not a positive number.
+    TypeError: `export_dir` is not a path, or `allow_ops` is not a
+      collection of str.
+    ValueError: `max_load_gib` is not a positive number, or a name in
+      `allow_ops` is not an op type name.
   """
   load_budget.check_budget(max_load_gib)
+  allow_ops = safety.check_allow_ops(allow_ops)
   try:
     export_dir = filesystem.as_str(export_dir)
   except TypeError as e:
     raise TypeError('export_dir: expected str, bytes or os.PathLike, got '
                     f'{type(export_dir).__name__}') from e
   if _format.is_saved_model(export_dir):
-    return _verify_saved_model(export_dir, run_train_step, max_load_gib)
+    return _verify_saved_model(export_dir, run_train_step, max_load_gib,
+                               allow_ops)
   try:
     found, version, dirs = layout.newest_export(export_dir)
   except (errors.NotASavedModelError, tf.errors.OpError):
     # Not an export of either layout: report why it is no SavedModel.
-    return _verify_saved_model(export_dir, run_train_step, max_load_gib)
+    return _verify_saved_model(export_dir, run_train_step, max_load_gib,
+                               allow_ops)
   missing = [layout.MODE_DIRS[m] for m in found.mode_dirs if m not in dirs]
   layout_check = report_lib.CheckResult(
       'layout', (), not missing, layout.describe(found, version) + (
@@ -391,20 +407,31 @@ def verify(export_dir: filesystem.PathLike, *,
           if missing else ''))
   if found.kind == layout.SHARED:
     report = _verify_saved_model(dirs[layout.SHARED], run_train_step,
-                                 max_load_gib)
+                                 max_load_gib, allow_ops)
     return report_lib.VerifyReport(report.export_dir,
                                    (layout_check,) + report.checks)
   checks = [layout_check]
   for mode, path in dirs.items():
-    report = _verify_saved_model(path, run_train_step, max_load_gib)
+    report = _verify_saved_model(path, run_train_step, max_load_gib,
+                                 allow_ops)
     prefix = layout.MODE_DIRS[mode] + '/'
     checks.extend(dataclasses.replace(c, name=prefix + c.name)
                   for c in report.checks)
   return report_lib.VerifyReport(export_dir, tuple(checks))
 
 
+def refused_op_types(export_dir: str) -> Tuple[str, ...]:
+  """The op types the `safety` check of `verify` refuses in a SavedModel."""
+  saved_model = _format.read_saved_model(export_dir)
+  return tuple(sorted({
+      finding.op_type
+      for scan in safety.scan_saved_model(export_dir, saved_model)
+      for finding in scan.refused if finding.op_type}))
+
+
 def _verify_saved_model(export_dir: str, run_train_step: bool,
-                        max_load_gib: Optional[float]
+                        max_load_gib: Optional[float],
+                        allow_ops: FrozenSet[str]
                         ) -> report_lib.VerifyReport:
   """`verify` for one SavedModel directory."""
   recorder = report_lib.Recorder()
@@ -423,7 +450,13 @@ def _verify_saved_model(export_dir: str, run_train_step: bool,
     detail, holder['variables'] = _check_variables(export_dir)
     return detail
 
-  variables_ok = recorder.run('variables', (), variables)
+  unsafe = _check_safety(export_dir, holder['saved_model'], allow_ops,
+                         recorder)
+  if () in unsafe:
+    recorder.skip('variables', (), unsafe[()])
+    variables_ok = False
+  else:
+    variables_ok = recorder.run('variables', (), variables)
   for meta_graph_def in holder['saved_model'].meta_graphs:
     graph = _prepare(export_dir, meta_graph_def, recorder)
     logging.info('Verifying the MetaGraphDef tagged %s', graph.tags)
@@ -433,6 +466,11 @@ def _verify_saved_model(export_dir: str, run_train_step: bool,
     if meta_graph_def.asset_file_def:
       recorder.run('assets', graph.tags,
                    lambda: _check_assets(export_dir, graph.meta_graph_def))
+    reason = unsafe.get((), unsafe.get(graph.tags))
+    if reason:
+      for name in ('tf1_load', 'tf2_load'):
+        recorder.skip(name, graph.tags, reason)
+      continue
     skip = load_budget.over_budget(export_dir, meta_graph_def, max_load_gib)
     if skip:
       recorder.skip('loads', graph.tags, skip)
@@ -440,3 +478,22 @@ def _verify_saved_model(export_dir: str, run_train_step: bool,
     _verify_tf1(graph, run_train_step, recorder)
     _verify_tf2(graph, recorder)
   return report_lib.VerifyReport(export_dir, tuple(recorder.results))
+
+
+def _check_safety(export_dir: str, saved_model, allow_ops: FrozenSet[str],
+                  recorder: report_lib.Recorder
+                 ) -> Dict[Tuple[str, ...], str]:
+  """Runs the `safety` checks first; returns tags -> why not to run them.
+
+  Nothing of the export is loaded or run before every MetaGraphDef and the
+  export's files are scanned; `()` stands for the files (`variables/`).
+  """
+  unsafe = {}
+  for scan in safety.scan_saved_model(export_dir, saved_model, allow_ops):
+    if scan.ok:
+      recorder.run('safety', scan.tags, scan.describe)
+    else:
+      recorder.fail('safety', scan.tags, scan.describe())
+      where = f'[{",".join(scan.tags)}]' if scan.tags else 'the export'
+      unsafe[scan.tags] = f'not run: the safety check of {where} failed'
+  return unsafe

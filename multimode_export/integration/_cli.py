@@ -3,7 +3,8 @@
 Usage:
   multimode-export demo [--export_dir_base=DIR] [--steps=N]
   multimode-export inspect EXPORT_DIR
-  multimode-export verify [--norun_train_step] [--max_load_gib=GIB] EXPORT_DIR
+  multimode-export verify [--norun_train_step] [--max_load_gib=GIB]
+                          [--allow_ops=OP,...] EXPORT_DIR
   (or: python -m multimode_export ...)
 
 Commands:
@@ -13,8 +14,11 @@ Commands:
   inspect  Print every tag set of a SavedModel: signatures with input and
            output names, dtypes and shapes, method names; the train op, main
            op and assets; the variables (count, bytes, which MetaGraphDefs
-           restore which). Reads files only; loads nothing.
-  verify   Load every tag set with the TF1 loader and with
+           restore which), and what verify's scan would refuse. Reads
+           files only; loads and runs nothing.
+  verify   Scan every tag set, without running it, for ops, paths and
+           sizes that act outside the export (refused unless --allow_ops
+           names them); then load every tag set with the TF1 loader and with
            tf.saved_model.load(tags=...), check the variables each saver
            restores, run every signature on synthetic inputs and one train
            step, and print a report with one line per check. Every
@@ -53,6 +57,11 @@ _EXPORT_DIR_BASE = flags.DEFINE_string(
     'temporary directory).')
 _STEPS = flags.DEFINE_integer(
     'steps', demo.DEFAULT_STEPS, 'demo: training steps.', lower_bound=1)
+_ALLOW_OPS = flags.DEFINE_list(
+    'allow_ops', [],
+    'verify: op types to run although they act outside the export (e.g. '
+    'PrintV2,WriteFile). Only for exports you trust: by default verify '
+    'refuses them and loads nothing of a tag set that has one.')
 _RUN_TRAIN_STEP = flags.DEFINE_boolean(
     'run_train_step', True,
     'verify: run one step of each train op (in memory; the export is not '
@@ -66,12 +75,13 @@ _MAX_LOAD_GIB = flags.DEFINE_float(
 _COMMAND_FLAGS = {
     'demo': ('export_dir_base', 'steps'),
     'inspect': (),
-    'verify': ('run_train_step', 'max_load_gib'),
+    'verify': ('run_train_step', 'max_load_gib', 'allow_ops'),
 }
 _COMMAND_ARGS = {'demo': (), 'inspect': ('EXPORT_DIR',),
                  'verify': ('EXPORT_DIR',)}
 _HELP_ARGS = ('-h', '--help', '-help', '-?', '--helpshort')
-_OUR_FLAGS = ('export_dir_base', 'steps', 'run_train_step', 'max_load_gib')
+_OUR_FLAGS = ('export_dir_base', 'steps', 'run_train_step', 'max_load_gib',
+              'allow_ops')
 
 
 def _check_usage(argv: Sequence[str]) -> None:
@@ -113,7 +123,8 @@ def _inspect(export_dir: str) -> int:
 def _verify(export_dir: str) -> int:
   report = verification.verify(export_dir,
                                run_train_step=_RUN_TRAIN_STEP.value,
-                               max_load_gib=_MAX_LOAD_GIB.value)
+                               max_load_gib=_MAX_LOAD_GIB.value,
+                               allow_ops=_ALLOW_OPS.value)
   print(report)
   return 0 if report.ok else 1
 

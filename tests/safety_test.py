@@ -284,3 +284,7 @@ class OurExportsPassTest(models.ClassRootMixin, parameterized.TestCase,
     self.assertIn('--allow_ops=PrintV2',
                   _check(report, 'safety', ('serve',)).detail)
     self.assertTrue(multimode_export.verify(path, allow_ops=['PrintV2']).ok)
+
+
+if __name__ == '__main__':
+  tf.test.main()

@@ -32,6 +32,7 @@ import tensorflow as tf
 from multimode_export import _tf_private
 from multimode_export.checks import _confinement
 from multimode_export.checks import _graph_flow
+from multimode_export.checks import _wording as wording
 from multimode_export.graph import _graph_def
 from multimode_export.saved_model import _format
 
@@ -371,7 +372,7 @@ def scan_meta_graph(meta_graph_def, export_dir: str,
               _confinement.asset_name_problems(export_dir, tensor, filename)]
   num_functions = len(scan.flow.contexts) - 1
   scanned = (f'{len(meta_graph_def.graph_def.node)} nodes and '
-             f'{num_functions} function{"" if num_functions == 1 else "s"}')
+             f'{wording.count(num_functions, "function")}')
   return ScanResult(
       tags, scanned,
       tuple(f for f in found if f.op_type not in allow_ops),

@@ -15,6 +15,7 @@ from typing import (Any, Callable, Iterable, Iterator, Mapping, Optional,
                     Sequence, Union)
 
 import tensorflow as tf
+from absl import logging
 
 from multimode_export import _filesystem as filesystem
 from multimode_export import _options

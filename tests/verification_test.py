@@ -226,7 +226,7 @@ class VerifyLayoutsTest(models.ClassRootMixin, tf.test.TestCase):
     self.assertEqual(report.export_dir, self.paths['shared_newest'])
     self.assertEqual(report.checks[0].name, 'layout')
     self.assertIn('shared layout', report.checks[0].detail)
-    self.assertEqual(_names(report, ['serve'])[:1], ['saver'])
+    self.assertEqual(_names(report, ['serve'])[:2], ['safety', 'saver'])
 
   def test_per_mode_base_verifies_every_mode_of_the_newest_complete(self):
     report = verification.verify(self.paths['per_mode_base'])

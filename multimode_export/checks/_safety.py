@@ -323,21 +323,18 @@ def _fetched_nodes(meta_graph_def) -> set:
 
 
 def _saver_only(meta_graph_def, flow) -> set:
-  """(context, node) pairs only the saver's save and restore ops run.
+  """(context, node) pairs nothing but the saver runs.
 
-  A main-graph node is the saver's when the save tensor or restore op
-  depends on it and no other node does (any node can be fetched); a
-  function is when every reference to it is a call from such a node and no
-  object graph offers it to Python callers.
+  The loaders and `verify` run the saver's save and restore ops, the nodes
+  of the graph's collections (main op, train op, table initializers) and
+  the signatures' tensors. A main-graph node none of the latter depends on
+  runs only through the saver (or never); a function is the saver's when
+  every reference to it is a call from such a node and no object graph
+  offers it to Python callers.
   """
-  saver_def = meta_graph_def.saver_def
   nodes = flow.contexts[_graph_flow.MAIN].nodes
-  ends = [_graph_def.node_name(n) for n in (saver_def.save_tensor_name,
-                                             saver_def.restore_op_name) if n]
-  saver = _closure(nodes, ends)
-  outside = _closure(nodes, [n for n in nodes if n not in saver] +
-                     sorted(_fetched_nodes(meta_graph_def)))
-  owned = {(_graph_flow.MAIN, n) for n in saver - outside}
+  outside = _closure(nodes, sorted(_fetched_nodes(meta_graph_def)))
+  owned = {(_graph_flow.MAIN, n) for n in nodes if n not in outside}
   exposed = set(meta_graph_def.object_graph_def.concrete_functions)
   functions = set(flow.call_sites) - flow.other_references - exposed
   changed = True

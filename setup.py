@@ -33,7 +33,12 @@ setuptools.setup(
     extras_require={
         'cpu': [f'tensorflow-cpu{TF_RANGE}'],
         'gpu': [f'tensorflow{TF_RANGE}'],
-        'test': ['pytest', 'pytest-xdist', 'hypothesis'],
+        # s3:// and gs:// through tensorflow-io's filesystems; 0.36.0 is the
+        # release built for TF 2.15 (see docs/object-stores.md).
+        'object-stores': ['tensorflow-io==0.36.0'],
+        # The S3 and GCS servers tests/object_store_test.py runs on 127.0.0.1.
+        'test': ['pytest', 'pytest-xdist', 'hypothesis', 'moto[server]',
+                 'gcp-storage-emulator'],
         # benchmarks/ only: the plots.
         'bench': ['matplotlib'],
     },

@@ -2,7 +2,7 @@
 paths and URLs (`gs://`, `s3://`, `ram://`) alike."""
 
 import os
-from typing import List, Union
+from typing import List, Optional, Union
 
 import tensorflow as tf
 
@@ -30,24 +30,75 @@ def join(*parts: str) -> str:
   return '/'.join([parts[0].rstrip('/')] + [p.strip('/') for p in parts[1:]])
 
 
+def root_of(path: str) -> str:
+  """The top directory of `path`'s filesystem, which is never created,
+  listed as a child, or removed by an export.
+
+  '/' for local paths; for a URL, `scheme://bucket/` (`s3://`, `gs://`;
+  `hdfs://host:port/` likewise): object stores refuse the bucket-less
+  `s3://bucket`; `ram://` for TF's in-memory filesystem, which has no
+  buckets.
+
+  Raises:
+    ValueError: a URL with no bucket (`s3://`, `gs:///x`).
+  """
+  if is_local(path):
+    return 'file:///' if path.startswith('file://') else '/'
+  scheme_end = path.index('://') + 3
+  if path.startswith('ram://'):
+    return 'ram://'
+  bucket = path[scheme_end:].split('/', 1)[0]
+  if not bucket:
+    raise ValueError(f'expected a URL with a bucket, {path[:scheme_end]}'
+                     f'<bucket>/..., got {path!r}')
+  return path[:scheme_end] + bucket + '/'
+
+
+def dir_path(path: str) -> str:
+  """`path` without trailing '/', except a root, which keeps its own:
+  's3://bucket' and 's3://bucket/' -> 's3://bucket/', '/a/' -> '/a'.
+
+  Raises:
+    ValueError: a URL with no bucket.
+  """
+  root = root_of(path)
+  stripped = path.rstrip('/')
+  return root if len(stripped) < len(root) else stripped
+
+
+def parent(path: str) -> Optional[str]:
+  """The directory holding `path`, or None if `path` is a root:
+  's3://bucket/a' -> 's3://bucket/', 's3://bucket/a/b' -> 's3://bucket/a'.
+
+  Raises:
+    ValueError: a URL with no bucket.
+  """
+  path = dir_path(path)
+  root = root_of(path)
+  if path == root:
+    return None
+  head = path.rsplit('/', 1)[0]
+  return root if len(head) < len(root) else head
+
+
 def missing_dirs(path: str) -> List[str]:
   """`path` and those of its ancestors that do not exist, innermost first.
 
-  What an export creates and must remove again if it fails. On a remote
-  filesystem the walk stops below the scheme's root (`gs://bucket/...`).
+  Stops at the filesystem's root (`root_of`): a bucket is never in the list.
   """
   missing = []
   if is_local(path):
-    path = os.path.abspath(local_path(path))
-    while not os.path.lexists(path):
-      missing.append(path)
-      path = os.path.dirname(path)
+    current: Optional[str] = os.path.abspath(local_path(path))
+    while current is not None and not os.path.lexists(current):
+      missing.append(current)
+      current = parent(current)
     return missing
-  root = path[:path.index('://') + 3]
-  rest = path[len(root):].rstrip('/')
-  while rest and not tf.io.gfile.exists(root + rest):
-    missing.append(root + rest)
-    rest = rest.rsplit('/', 1)[0] if '/' in rest else ''
+  current = dir_path(path)
+  while current is not None and current != root_of(current):
+    if tf.io.gfile.exists(current):
+      break
+    missing.append(current)
+    current = parent(current)
   return missing
 
 
@@ -57,3 +108,15 @@ def walk_files(root: str) -> List[str]:
   for dirpath, _, filenames in tf.io.gfile.walk(root):
     out.extend(join(dirpath, f) for f in filenames)
   return out
+
+
+def rmtree_if_present(path: str) -> None:
+  """Removes the directory `path` and everything in it, if there is one.
+
+  A directory on S3 is only a prefix of its objects: it is gone once its
+  last file was moved or deleted. Other errors propagate.
+  """
+  try:
+    tf.io.gfile.rmtree(path)
+  except tf.errors.NotFoundError:
+    pass

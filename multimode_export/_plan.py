@@ -66,7 +66,10 @@ def _as_dir(value, argument: str) -> str:
                     f'{type(value).__name__}') from e
   if not path:
     raise ValueError(f'{argument}: expected a non-empty path, got {value!r}')
-  return path
+  try:
+    return filesystem.dir_path(path)  # 's3://bucket' -> 's3://bucket/'
+  except ValueError as e:
+    raise ValueError(f'{argument}: {e}') from e
 
 
 def plan_export(estimator: tf.compat.v1.estimator.Estimator,
@@ -90,7 +93,7 @@ def plan_export(estimator: tf.compat.v1.estimator.Estimator,
     if export_dir_base is not None:
       raise ValueError('export_dir_base: expected None when export_dir is '
                        f'given, got {export_dir_base!r}')
-    export_dir = _as_dir(export_dir, 'export_dir').rstrip('/') or '/'
+    export_dir = _as_dir(export_dir, 'export_dir')
     base = target_dir.parent_of(export_dir)
   receivers = modes_lib.normalize_receiver_map(input_receiver_fn_map)
   modes_lib.check_tags(tags, receivers)

@@ -13,7 +13,7 @@ mkdir -p "$work/dist" "$work/tree"
 python3 -m pip wheel -q --no-deps -w "$work/dist" "$repo" </dev/null
 wheel="$(ls "$work"/dist/multimode_export-*.whl)"
 python3 -m venv "$work/venv"
-"$work/venv/bin/pip" install -q "${wheel}[cpu,test]" </dev/null
+"$work/venv/bin/pip" install -q "${wheel}[cpu,test,object-stores]" </dev/null
 # The warmup tests need the tensorflow-serving-api protos, without the second
 # TensorFlow the package would pull (see .ci/run).
 "$work/venv/bin/pip" install -q --no-deps tensorflow-serving-api==2.15.1 </dev/null

@@ -47,14 +47,17 @@ _RENAME_EXCHANGE = 2  # linux/fs.h
 
 
 def parent_of(export_dir: str) -> str:
-  """The directory where `export_dir` is created (and staged)."""
-  path = export_dir.rstrip('/')
-  if filesystem.is_local(path):
-    prefix = 'file://' if path.startswith('file://') else ''
-    return prefix + os.path.dirname(os.path.abspath(
-        filesystem.local_path(path)))
-  parent, _, name = path.rpartition('/')
-  if not name or parent.endswith(':/') or not parent:
+  """The directory where `export_dir` is created (and staged).
+
+  Raises:
+    ValueError: `export_dir` is a root ('/', 's3://bucket/'), or a URL with
+      no bucket.
+  """
+  if filesystem.is_local(export_dir):
+    prefix = 'file://' if export_dir.startswith('file://') else ''
+    export_dir = prefix + os.path.abspath(filesystem.local_path(export_dir))
+  parent = filesystem.parent(export_dir)
+  if parent is None:
     raise ValueError(f'export_dir: expected a directory below a bucket or '
                      f'root, got {export_dir!r}')
   return parent

@@ -153,7 +153,8 @@ def _rmtree(path: str) -> None:
     # Someone else deleted it first, or ram:// listed a phantom child (it
     # lists '10/00000000' when '1000000000' exists) after deleting the real
     # ones. Either way only its absence from the parent's listing counts.
-    parent, name = path.rstrip('/').rsplit('/', 1)
+    name = path.rstrip('/').rsplit('/', 1)[1]
+    parent = filesystem.parent(path)
     if name in (n.rstrip('/') for n in tf.io.gfile.listdir(parent)):
       raise
 

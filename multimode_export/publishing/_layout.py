@@ -141,7 +141,11 @@ def find_layout(path: filesystem.PathLike) -> Layout:
   Raises:
     errors.NotASavedModelError: `path` holds no export, or both layouts.
   """
-  path = filesystem.as_str(path).rstrip('/') or '/'
+  path = filesystem.as_str(path)
+  try:
+    path = filesystem.dir_path(path)
+  except ValueError as e:  # a URL with no bucket
+    raise errors.NotASavedModelError(path, str(e)) from e
   if _format.is_saved_model(path):
     return Layout(SHARED, path, (), {})
   children = _children(path)

@@ -45,7 +45,7 @@ def _protos_last(files: Iterable[str]) -> List[str]:
 
 def _move(src: str, src_root: str, dst_root: str) -> None:
   dst = filesystem.join(dst_root, src[len(src_root):])
-  tf.io.gfile.makedirs(os.path.dirname(dst))
+  tf.io.gfile.makedirs(filesystem.parent(dst))
   tf.io.gfile.rename(src, dst, overwrite=False)
 
 
@@ -106,7 +106,7 @@ def move_dirs(moves: Sequence[Tuple[str, str]]) -> None:
   done = []
   try:
     for src, dst in files + protos:
-      tf.io.gfile.makedirs(os.path.dirname(dst))
+      tf.io.gfile.makedirs(filesystem.parent(dst))
       tf.io.gfile.rename(src, dst)
       done.append((src, dst))
   except (OSError, tf.errors.OpError):

@@ -24,7 +24,9 @@ def snapshot(path: str) -> Optional[Dict[str, Optional[str]]]:
       return {'': hashlib.sha256(f.read()).hexdigest()}
   out: Dict[str, Optional[str]] = {'': None}
   root = path.rstrip('/')
-  for dirpath, dirs, files in tf.io.gfile.walk(root):
+  # 'root/', not 'root': a bucket's root is 's3://bucket/' ('s3://bucket' is
+  # no directory to the filesystem).
+  for dirpath, dirs, files in tf.io.gfile.walk(root + '/'):
     rel = dirpath[len(root):].lstrip('/')
     for name in dirs:
       out[posixpath.join(rel, name.rstrip('/')) + '/'] = None

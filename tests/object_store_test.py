@@ -8,10 +8,14 @@ the tests; elsewhere they skip when the server packages are missing.
 """
 
 import os
+import random
+import signal
+import time
 
 from absl.testing import absltest
 import numpy as np
 
+from testing import fault_proxy
 from testing import models
 from testing import object_stores
 
@@ -28,11 +32,21 @@ class _StoreTest(models.ClassRootMixin, absltest.TestCase):
     super().setUpClass()
     cls.server = object_stores.StoreServer.start(cls.KIND)
     cls.addClassCleanup(cls.server.stop)
-    cls.worker = object_stores.Worker(
-        cls.server.client_env(), log_path=os.path.join(cls.root, 'worker.log'))
-    cls.addClassCleanup(cls.worker.close)
+    cls.worker = cls.start_worker(cls.client_endpoint())
     cls.model_dir = os.path.join(cls.root, 'model')
     cls.checkpoint = cls.worker.call('train', cls.model_dir, 3)
+
+  @classmethod
+  def client_endpoint(cls) -> str:
+    return cls.server.endpoint
+
+  @classmethod
+  def start_worker(cls, endpoint: str) -> object_stores.Worker:
+    worker = object_stores.Worker(
+        cls.server.client_env(endpoint),
+        log_path=os.path.join(cls.root, 'worker.log'))
+    cls.addClassCleanup(worker.close)
+    return worker
 
   def setUp(self):
     super().setUp()
@@ -130,6 +144,80 @@ class _ExportPaths(_StoreTest):
     self.assertEqual(self.call('saved_values', path),
                      self.call('checkpoint_values', calls[-1]['checkpoint']))
     self.assert_no_staging_left()
+
+
+class S3FaultTest(_StoreTest):
+  """Faults on S3: failing requests, killed exporters, racing exporters.
+
+  The worker talks to the server through a `fault_proxy.FaultProxy`.
+  """
+
+  KIND = 's3'
+  # Every STRIDE-th request of an export gets a fault (1 = every request;
+  # docs/object-stores.md has the full run's counts).
+  STRIDE = int(os.environ.get('MULTIMODE_EXPORT_FAULT_STRIDE', '12'))
+
+  @classmethod
+  def client_endpoint(cls) -> str:
+    cls.proxy = fault_proxy.FaultProxy(cls.server.port)
+    cls.addClassCleanup(cls.proxy.close)
+    return cls.proxy.endpoint
+
+  def versions(self, base):
+    """version -> {file: size} of every version holding saved_model.pb."""
+    self.proxy.arm(None)
+    found = {}
+    for name in self.call('listdir', base):
+      files = self.call('sizes', f'{base}/{name}')
+      if name.isdigit() and 'saved_model.pb' in files:
+        found[name] = files
+    return found
+
+  def test_a_request_failing_at_each_step(self):
+    base = self.bucket + '/model/exports'
+    self.proxy.arm(None)
+    clean = self.call('export', self.model_dir, base)
+    requests = self.proxy.counts().requests
+    complete = self.call('sizes', clean)
+    outcomes = {'published': 0, 'raised': 0}
+    for n in range(1, requests + 1, self.STRIDE):
+      self.proxy.arm(None)
+      before = self.objects()
+      fault = fault_proxy.FAULTS[n % len(fault_proxy.FAULTS)]
+      self.proxy.arm(n, fault)
+      try:
+        self.call('export', self.model_dir, base)
+        outcomes['published'] += 1
+      except object_stores.WorkerError as e:
+        self.assertIn(e.type_name, ('PublishError', 'ExportDirError'), e)
+        outcomes['raised'] += 1
+        self.proxy.arm(None)
+        self.assertEqual(self.objects(), before, f'request {n} ({fault})')
+      for version, files in self.versions(base).items():
+        self.assertEqual(files, complete, f'request {n} ({fault}): {version}')
+      self.assert_no_staging_left()
+    print(f'\n{self.KIND}: {requests} requests per export; a fault at every '
+          f'{self.STRIDE}th: {outcomes}')
+    self.assertEqual(len(self.versions(base)), 1 + outcomes['published'])
+
+  def test_exporters_killed_at_random_moments(self):
+    base = self.bucket + '/model/exports'
+    rng = random.Random(0)
+    for _ in range(2):
+      worker = object_stores.Worker(self.server.client_env(),
+                                    log_path=os.path.join(self.root, 'k.log'))
+      worker.send('export_loop', self.model_dir, base)
+      time.sleep(rng.uniform(1.0, 6.0))
+      os.kill(worker.pid, signal.SIGKILL)
+      worker.close()
+    self.proxy.arm(None)
+    complete = self.call('sizes', self.call('export', self.model_dir, base))
+    versions = self.versions(base)
+    for version, files in versions.items():
+      self.assertEqual(files, complete, version)
+    leftovers = [k for k in self.objects() if _STAGING in k]
+    print(f'\nkilled twice: {len(versions)} complete versions, '
+          f'{len(leftovers)} staging objects left (removed once stale)')
 
 
 class S3ExportTest(_ExportPaths):

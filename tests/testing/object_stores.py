@@ -185,7 +185,8 @@ class Worker:
   process with `os._exit(0)`.
   """
 
-  def __init__(self, env: Dict[str, str], log_path: Optional[str] = None):
+  def __init__(self, env: Dict[str, str], log_path: Optional[str] = None,
+               wait: bool = True):
     full_env = dict(os.environ, **env)
     full_env['PYTHONPATH'] = os.pathsep.join(
         [_TESTS_DIR] + [p for p in [os.environ.get('PYTHONPATH')] if p])
@@ -197,11 +198,17 @@ class Worker:
         env=full_env, text=True, start_new_session=True)
     self.pid = self.process.pid
     self.timeout = CALL_TIMEOUT
+    self._log_path = log_path
+    if wait:
+      self.wait_ready()
+
+  def wait_ready(self) -> None:
+    """Waits until the worker has imported TensorFlow (`wait=False`)."""
     ready = _read_line(self.process.stdout, _START_TIMEOUT)
     if ready != 'ready':
       self.close()
       raise RuntimeError(f'the worker did not start: {ready!r} (log: '
-                         f'{log_path})')
+                         f'{self._log_path})')
 
   def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
     """Runs `store_actions.<name>(*args, **kwargs)`; returns its result."""

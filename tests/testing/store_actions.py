@@ -26,29 +26,34 @@ _FEATURES = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 0.0]], np.float32)
 _SAVED_MODEL_FILES = ('saved_model.pb', 'saved_model.pbtxt')
 
 
-def _estimator(model_dir: str) -> tf.estimator.Estimator:
+def _padded_model_fn(features, labels, mode, params):
+  """The linear model plus an unused `padding` variable of `padding_mib`."""
+  spec = models.linear_model_fn(features, labels, mode, {})
+  tf.compat.v1.get_variable(
+      'padding', shape=[params['padding_mib'] * 1024 * 256],
+      initializer=tf.compat.v1.zeros_initializer())
+  return spec
+
+
+def _estimator(model_dir: str, padding_mib: int = 0) -> tf.estimator.Estimator:
+  model_fn = _padded_model_fn if padding_mib else models.linear_model_fn
   return tf.estimator.Estimator(
-      models.linear_model_fn, model_dir=model_dir, params={},
+      model_fn, model_dir=model_dir, params={'padding_mib': padding_mib},
       config=tf.estimator.RunConfig(tf_random_seed=1))
 
 
-def train(model_dir: str, steps: int = 3) -> str:
-  """Trains the linear model into `model_dir`; returns the checkpoint."""
-  estimator = _estimator(model_dir)
+def train(model_dir: str, steps: int = 3, padding_mib: int = 0) -> str:
+  """Trains the linear model into `model_dir`; returns the checkpoint.
+
+  `padding_mib` adds a variable of that size (not trained: no Adam slots).
+  """
+  estimator = _estimator(model_dir, padding_mib)
   estimator.train(datasets.input_fn(), steps=steps)
   return estimator.latest_checkpoint()
 
 
-def write_checkpoint(prefix: str, mib: int) -> str:
-  """Writes a checkpoint of the linear model plus `mib` MiB of other data."""
-  values = {k: v for k, v in assertions.checkpoint_values(
-      train(posixpath.dirname(prefix) + '/trained', 1)).items()}
-  values['padding'] = np.zeros([mib * 1024 * 256], np.float32)
-  return datasets.write_checkpoint(prefix, values)
-
-
 def export(model_dir: str, base: Optional[str], layout: str = 'shared',
-           **kwargs):
+           padding_mib: int = 0, **kwargs):
   """Exports TRAIN+EVAL+PREDICT with `layout` 'shared' or 'per_mode'.
 
   Returns:
@@ -56,8 +61,8 @@ def export(model_dir: str, base: Optional[str], layout: str = 'shared',
   """
   function = (multimode_export.export_all_saved_models if layout == 'shared'
               else multimode_export.export_saved_models_per_mode)
-  return function(_estimator(model_dir), base, receiver_fns.receiver_map(),
-                  **kwargs)
+  return function(_estimator(model_dir, padding_mib), base,
+                  receiver_fns.receiver_map(), **kwargs)
 
 
 def train_and_export(model_dir: str, max_steps: int, exports_to_keep: int,
@@ -93,8 +98,8 @@ def saved_values(export_dir: str) -> Dict[str, List[float]]:
   return checkpoint_values(export_dir + '/variables/variables')
 
 
-def stock_export(model_dir: str, base: str) -> str:
-  return assertions.stock_export(_estimator(model_dir), base)
+def stock_export(model_dir: str, base: str, padding_mib: int = 0) -> str:
+  return assertions.stock_export(_estimator(model_dir, padding_mib), base)
 
 
 def timed(name: str, *args, **kwargs) -> Dict[str, object]:

@@ -143,6 +143,18 @@ class VerifyBadExportsTest(models.ClassRootMixin, tf.test.TestCase):
     self.assertFalse(report.ok)
     self.assertIn('does not exist', report.checks[0].detail)
 
+  def test_a_long_path_never_hides_the_reason(self):
+    # A Bazel sandbox under a long HOME, or a long object store URL: the
+    # reason after the path must survive, the path is cut in the middle.
+    deep = os.path.join(self.create_tempdir().full_path,
+                        *(['d' * 40] * 8), 'nothing')
+    for path, reason in ((deep, 'does not exist'),
+                         ('ram://' + 'b' * 300 + '/nothing', 'does not exist')):
+      detail = verification.verify(path).checks[0].detail
+      self.assertIn(reason, detail)
+      self.assertIn("nothing'", detail)
+      self.assertLess(len(detail), len(path))
+
   def test_variable_missing_from_variables_dir(self):
     # Rewrite variables/ without the optimizer slots of `w`: the train graph's
     # saver needs them, the serve graph's does not.

@@ -5,12 +5,17 @@ raises into a failed result with a one-line reason.
 """
 
 import dataclasses
+import re
 from typing import Callable, List, Tuple
 
 import tensorflow as tf
 from absl import logging
 
-_DETAIL_LIMIT = 300
+# A path longer than this is shown with its middle elided ('/a/b/.../y/z'),
+# so that a long temp dir or URL never pushes the reason out of sight.
+_PATH_LIMIT = 80
+_PATH_KEEP = 36  # characters kept at each end of a shortened path
+_PATH = re.compile(r"(?:[a-z][a-z0-9+.-]*://|/)[^\s'\"]+")
 
 
 class CheckFailed(Exception):
@@ -95,17 +100,28 @@ def error_line(message: str) -> str:
   return f'{line} (node {node})' if node and node not in line else line
 
 
+def shorten_paths(text: str) -> str:
+  """`text` with every path longer than `_PATH_LIMIT` cut in the middle.
+
+  Only paths are shortened: the reason around them is never cut.
+  """
+  def shorten(match):
+    path = match.group(0)
+    if len(path) <= _PATH_LIMIT:
+      return path
+    return f'{path[:_PATH_KEEP]}...{path[-_PATH_KEEP:]}'
+  return _PATH.sub(shorten, text)
+
+
 def describe_error(e: BaseException) -> str:
-  """'TypeName: what went wrong', clipped."""
+  """'TypeName: what went wrong', long paths shortened in the middle."""
   if isinstance(e, CheckFailed):
     text = str(e)
   else:
     message = e.message if isinstance(e, tf.errors.OpError) else str(e)
     line = error_line(message)
     text = f'{type(e).__name__}: {line}' if line else type(e).__name__
-  if len(text) > _DETAIL_LIMIT:
-    text = text[:_DETAIL_LIMIT - 3] + '...'
-  return text
+  return shorten_paths(text)
 
 
 class Recorder:

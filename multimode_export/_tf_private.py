@@ -21,6 +21,11 @@ from tensorflow_estimator.python.estimator.export import export_lib
 # name-based Saver over its frozen saveables (2.13-2.15).
 from tensorflow.python.checkpoint import checkpoint as _trackable_util
 from tensorflow.python.checkpoint import graph_view as _graph_view
+# The SavedModel fingerprint, computed in C++ from a directory's
+# saved_model.pb and variables index; no public function computes it
+# (2.13: CreateFingerprintDef(saved_model_bytes, export_dir); 2.14-2.15:
+# CreateFingerprintDef(export_dir)).
+from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting as _fingerprinting
 # Running the raw checkpoint I/O ops eagerly even when the caller disabled v2
 # behaviour (2.13-2.15).
 from tensorflow.python.eager import context as _context
@@ -109,3 +114,15 @@ def is_registered_op(op_type: str) -> bool:
   against TF 2.13-2.15.
   """
   return _op_def_registry.get(op_type) is not None
+
+
+def fingerprint_def(export_dir: str, saved_model_pb: bytes) -> bytes:
+  """The serialized FingerprintDef TF computes for `export_dir`'s files.
+
+  `export_dir` holds `saved_model.pb` (whose bytes are `saved_model_pb`) and
+  optionally `variables/variables.index`. Checked against 2.13-2.15.
+  """
+  try:
+    return _fingerprinting.CreateFingerprintDef(export_dir)
+  except TypeError:  # TF 2.13 takes the proto's bytes too.
+    return _fingerprinting.CreateFingerprintDef(saved_model_pb, export_dir)

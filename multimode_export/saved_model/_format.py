@@ -23,6 +23,9 @@ SAVED_MODEL_PBTXT = tf.saved_model.SAVED_MODEL_FILENAME_PBTXT
 # A directory is a SavedModel once one of these exists: publishing moves them
 # last on every filesystem.
 SAVED_MODEL_FILES = (SAVED_MODEL_PB, SAVED_MODEL_PBTXT)
+# TensorFlow's fingerprint of saved_model.pb and variables/ (TF 2.13+);
+# written before the SavedModel proto.
+FINGERPRINT_PB = 'fingerprint.pb'
 
 # The collections the SavedModel loaders read (tensorflow/python/saved_model/
 # constants.py; `tests/tf_private_test.py` checks they still agree); their

@@ -17,6 +17,7 @@ from multimode_export import errors
 from multimode_export.graph import _builder as mode_graph
 from multimode_export.graph import _saver_spec as saver_spec
 from multimode_export.saved_model import _assets_extra as assets_extra_lib
+from multimode_export.saved_model import _fingerprint as fingerprint
 from multimode_export.variables import _checkpoint as checkpoint_lib
 from multimode_export.variables import _transfer as variables_transfer
 
@@ -145,11 +146,12 @@ def write_saved_model(export_dir: str,
       saved_model_schema_version=tf.saved_model.SAVED_MODEL_SCHEMA_VERSION)
   for graph in graphs:
     saved_model.meta_graphs.add().CopyFrom(graph.meta_graph_def)
+  data = saved_model.SerializeToString(deterministic=True)
+  fingerprint.write(export_dir, data)
   if options.as_text:
     name = tf.saved_model.SAVED_MODEL_FILENAME_PBTXT
     data = str(saved_model).encode('utf-8')
   else:
     name = tf.saved_model.SAVED_MODEL_FILENAME_PB
-    data = saved_model.SerializeToString(deterministic=True)
   with tf.io.gfile.GFile(filesystem.join(export_dir, name), 'wb') as f:
     f.write(data)

@@ -168,7 +168,8 @@ class ExportOptionsTest(tf.test.TestCase, parameterized.TestCase):
     base = self.create_tempdir().full_path
     path = _export(self.estimator, 'mixin', os.path.join(base, 'text'),
                    as_text=True)
-    self.assertCountEqual(os.listdir(path), ['saved_model.pbtxt', 'variables'])
+    self.assertCountEqual(os.listdir(path), ['saved_model.pbtxt', 'fingerprint.pb',
+                                           'variables'])
     binary = _export(self.estimator, 'mixin', os.path.join(base, 'binary'))
     self.assertEqual(assertions.describe_export(path),
                      assertions.describe_export(binary))

@@ -463,7 +463,7 @@ def _verify_saved_model(export_dir: str, run_train_step: bool,
     if variables_ok:
       recorder.run('saver', graph.tags, lambda: _check_saver(
           graph.meta_graph_def, holder['variables']))
-    if meta_graph_def.asset_file_def:
+    if _format.asset_files(meta_graph_def):
       recorder.run('assets', graph.tags,
                    lambda: _check_assets(export_dir, graph.meta_graph_def))
     reason = unsafe.get((), unsafe.get(graph.tags))

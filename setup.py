@@ -21,6 +21,7 @@ setuptools.setup(
     long_description=LONG_DESCRIPTION,
     long_description_content_type='text/markdown',
     packages=setuptools.find_packages(include=['multimode_export', 'multimode_export.*']),
+    py_modules=['multimode_export_cli'],
     package_data={'multimode_export': ['py.typed']},
     python_requires='>=3.9,<3.12',
     install_requires=[
@@ -43,7 +44,7 @@ setuptools.setup(
         'bench': ['matplotlib'],
     },
     entry_points={
-        'console_scripts': ['multimode-export=multimode_export.integration._cli:run'],
+        'console_scripts': ['multimode-export=multimode_export_cli:run'],
     },
     classifiers=[
         'Programming Language :: Python :: 3.9',

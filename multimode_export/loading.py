@@ -333,6 +333,12 @@ class ServingSignatures(Mapping):
     self._signatures = dict(self._loaded.signatures)
 
   def __getitem__(self, key: str):
+    if key not in self._signatures:
+      # A canned estimator exported with a raw receiver has no
+      # 'serving_default' (only 'predict'): say what there is.
+      raise KeyError(f'signature {key!r}: the MetaGraphDef tagged '
+                     f'{list(self.tags)} has signatures '
+                     f'{sorted(self._signatures)}')
     return self._signatures[key]
 
   def __iter__(self) -> Iterator[str]:

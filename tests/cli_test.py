@@ -7,7 +7,7 @@ entry point and imports the installed copy, not the source tree.
 subprocess with its own TensorFlow.
 """
 
-# bazel-data: //:setup.py //:README.md //multimode_export:sources
+# bazel-data: //:setup.py //:README.md //:multimode_export_cli.py //multimode_export:sources
 
 import contextlib
 import io
@@ -47,7 +47,7 @@ def _install(prefix: str) -> str:
   shutil.copytree(os.path.dirname(multimode_export.__file__),
                   os.path.join(source, 'multimode_export'),
                   ignore=shutil.ignore_patterns('__pycache__', 'BUILD'))
-  for name in ('setup.py', 'README.md'):
+  for name in ('setup.py', 'README.md', 'multimode_export_cli.py'):
     shutil.copy(os.path.join(SOURCE_ROOT, name), source)
   subprocess.run(
       # --ignore-installed: never uninstall the copy the venv already has
@@ -76,12 +76,14 @@ class CliTest(models.ClassRootMixin, tf.test.TestCase):
               _install(prefix))
     module = ([sys.executable, '-m', 'multimode_export'], SOURCE_ROOT)
 
+    # As a user who has not set TF_CPP_MIN_LOG_LEVEL runs it.
+    env = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
+
     def start(how, args):
       command, pythonpath = how
       return subprocess.Popen(
           command + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-          text=True, env=dict(os.environ, PYTHONPATH=pythonpath),
-          cwd=cls.root)
+          text=True, env=dict(env, PYTHONPATH=pythonpath), cwd=cls.root)
 
     began = time.monotonic()
     cls.demo = _finish(start(script, ['demo', '--export_dir_base',
@@ -133,6 +135,16 @@ class CliTest(models.ClassRootMixin, tf.test.TestCase):
     self.assertRegex(out, r'PASSED: all \d+ checks of ' + re.escape(
         self.export))
     self.assertLess(self.demo_seconds, 60)
+    # verify's losses come from synthetic inputs: the demo says so.
+    self.assertIn("verify's losses come from synthetic inputs", out)
+    self.assertIn("on synthetic inputs of 'train', loss", out)
+
+  def test_console_script_is_quiet_by_default(self):
+    # No TensorFlow C++ (I/W lines) or Python INFO/WARNING logs.
+    for result in (self.demo, self._result('help')):
+      self.assertNotRegex(result.stderr, r'(?m)^\S+ \S+: [IW] tensorflow/')
+      self.assertNotIn('WARNING', result.stderr)
+      self.assertNotIn('no default signature', result.stderr)
 
   def test_inspect_prints_the_table(self):
     out = io.StringIO()

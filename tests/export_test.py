@@ -164,6 +164,16 @@ class ExportOptionsTest(tf.test.TestCase, parameterized.TestCase):
     self.assertCountEqual(os.listdir(os.path.join(base, 'per_mode')),
                           ['train', 'eval'])
 
+  def test_no_default_signature_warning_for_train_and_eval(self):
+    # TRAIN and EVAL have no serving signature by design: no TF warning
+    # "Export includes no default signature!" for them.
+    base = self.create_tempdir().full_path
+    with self.assertLogs(tf.get_logger(), 'WARNING') as logs:
+      tf.get_logger().warning('marker')
+      _export(self.estimator, 'function', os.path.join(base, 'ok'))
+    self.assertFalse([m for m in logs.output if 'no default signature' in m],
+                     logs.output)
+
   def test_as_text_writes_pbtxt_that_loads(self):
     base = self.create_tempdir().full_path
     path = _export(self.estimator, 'mixin', os.path.join(base, 'text'),

@@ -95,6 +95,22 @@ class LoadingTest(models.ClassRootMixin, tf.test.TestCase):
                                 r"expected inputs \['label', 'x'\], got \['x'\]"):
       step(x=np.zeros([1, 3], np.float32))
 
+  def test_a_missing_signature_lists_the_available_ones(self):
+    # A canned estimator exported with a raw serving receiver: TF builds only
+    # 'predict', no 'serving_default'.
+    export = multimode_export.export_all_saved_models(
+        models.train_canned_dnn(self.create_tempdir().full_path),
+        self.create_tempdir().full_path,
+        {tf.estimator.ModeKeys.PREDICT:
+             tf.estimator.export.build_raw_serving_input_receiver_fn(
+                 {'x': tf.zeros([1, datasets.FEATURE_DIM])})})
+    serving = loading.load_mode(export, tf.estimator.ModeKeys.PREDICT)
+    with self.assertRaisesRegex(
+        KeyError, r"'serving_default'.*\['serve'\] has signatures \['predict'\]"):
+      serving['serving_default']  # pylint: disable=pointless-statement
+    self.assertIn('predict', serving)
+    self.assertNotIn('serving_default', serving)
+
   def test_no_train_op_in_eval_graph(self):
     with self.assertRaisesRegex(ValueError, 'has no train op'):
       loading.TrainStep(self.export, tags=['eval'], signature_key='eval')

@@ -260,7 +260,7 @@ def _run_train_step(session, graph: _Graph) -> str:
     fetches['loss'] = loss
   values = session.run(fetches, feed)
   parts = [f'ran {wording.count(len(train_ops), "train op")}' +
-           (f' on the inputs of {key!r}' if key else '')]
+           (f' on synthetic inputs of {key!r}' if key else '')]
   if loss is not None:
     value = float(np.asarray(values['loss']))
     parts.append(f'loss {value:.6g}' +

@@ -5,9 +5,11 @@ main op, train op and asset collections. It reads no checkpoint value and
 writes no file; `export.py` decides what to do with the result.
 """
 
+import contextlib
 import dataclasses
+import logging
 import os
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -21,6 +23,9 @@ from multimode_export.graph import _saver_spec as saver_spec
 from multimode_export.saved_model import _format as saved_model_format
 
 ModeKeys = tf.estimator.ModeKeys
+
+# What TF's export_utils logs for a signature map without serving_default.
+_NO_DEFAULT_SIGNATURE = 'Export includes no default signature!'
 
 _SUPERVISED_RECEIVERS = (_tf_private.SupervisedInputReceiver,
                          _tf_private.UnsupervisedInputReceiver)
@@ -77,6 +82,35 @@ class ModeGraph:
   @property
   def tags(self) -> Tuple[str, ...]:
     return tuple(self.meta_graph_def.meta_info_def.tags)
+
+
+class _DropMessage(logging.Filter):
+  """Drops one exact message from a logger."""
+
+  def __init__(self, message: str):
+    super().__init__()
+    self._message = message
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.getMessage() != self._message
+
+
+@contextlib.contextmanager
+def _no_default_signature_warning(mode: str) -> Iterator[None]:
+  """Silences TF's "no default signature" warning for TRAIN and EVAL.
+
+  Their graphs have a `train` / `eval` signature and no serving default by
+  design; only a PREDICT graph without one deserves the warning.
+  """
+  if mode == ModeKeys.PREDICT:
+    yield
+    return
+  dropped = _DropMessage(_NO_DEFAULT_SIGNATURE)
+  tf.get_logger().addFilter(dropped)
+  try:
+    yield
+  finally:
+    tf.get_logger().removeFilter(dropped)
 
 
 def _call_receiver(mode: str, receiver_fn):
@@ -179,10 +213,11 @@ def build_mode_graph(estimator: tf.compat.v1.estimator.Estimator, mode: str,
         signatures = raw_signatures_lib.signature_defs(receiver,
                                                        export_outputs)
       else:
-        signatures = _tf_private.build_all_signature_defs(
-            receiver.receiver_tensors, export_outputs,
-            getattr(receiver, 'receiver_tensors_alternatives', None),
-            serving_only=(mode == ModeKeys.PREDICT))
+        with _no_default_signature_warning(mode):
+          signatures = _tf_private.build_all_signature_defs(
+              receiver.receiver_tensors, export_outputs,
+              getattr(receiver, 'receiver_tensors_alternatives', None),
+              serving_only=(mode == ModeKeys.PREDICT))
     except errors.Error:
       raise
     except Exception as e:  # pylint: disable=broad-except

@@ -34,7 +34,9 @@ are named <mode dir>/<check>.
 
 Exit status: 0 on success (verify: every check passed); 1 when verification
 fails (with the report) or on an error (one line on stderr); 2 on bad usage.
-Set --verbosity=1 for debug logs, including tracebacks of errors.
+Quiet by default: --verbosity=0 shows TensorFlow's INFO and WARNING logs
+(the console script then leaves TF_CPP_MIN_LOG_LEVEL alone), --verbosity=1
+also debug logs, including tracebacks of errors.
 """
 
 import sys
@@ -112,6 +114,11 @@ def _demo() -> int:
   print(result.summary)
   print()
   print(result.report)
+  print()
+  print(f'The eval loss {result.loss:.4g} above is the trained model on the '
+        "demo's data; verify's losses come from synthetic inputs (zeros, "
+        "empty strings), so they say the graphs run, not how well the model "
+        'fits.')
   return 0 if result.report.ok else 1
 
 
@@ -133,11 +140,10 @@ def main(argv: List[str]) -> int:
   """Runs one command; returns the exit status."""
   _check_usage(argv)
   if not flags.FLAGS['verbosity'].present:
-    # The printed report is the output; per-check INFO logs only on request.
+    # The printed report is the output; per-check INFO logs, and
+    # TensorFlow's deprecation warnings about the TF1 APIs an Estimator uses,
+    # only on request (--verbosity).
     logging.set_verbosity(logging.WARNING)
-  if logging.get_verbosity() < logging.DEBUG:
-    # TensorFlow's deprecation warnings about the TF1 APIs an Estimator uses
-    # would bury the output.
     tf.get_logger().setLevel('ERROR')
   command, args = argv[1], argv[2:]
   try:

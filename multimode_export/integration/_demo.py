@@ -141,7 +141,7 @@ def run_demo(export_dir_base: Optional[str] = None, *,
              f'{steps} steps')
     estimator.train(_input_fn(x, y, repeat=True), steps=steps)
     loss = float(estimator.evaluate(_input_fn(x, y, repeat=False))['loss'])
-    progress(f'Trained: eval loss {loss:.4g}')
+    progress(f'Trained: eval loss {loss:.4g} on the training data')
     progress(f'Exporting train, eval and serve under {export_dir_base}')
     export_dir = export.export_all_saved_models(estimator, export_dir_base,
                                                 receiver_map())

@@ -7,7 +7,9 @@ failures while exporting raise a subclass of `ExportError`.
 
 Several export errors also derive from `ValueError`, because the stock
 `Estimator.experimental_export_all_saved_models` raised `ValueError` in the
-same situations and existing callers may catch it.
+same situations and existing callers may catch it. Their messages start with
+the stock export's wording (code may match it), followed by this package's
+detail; docs/errors.md lists both.
 """
 
 from typing import Iterable, Optional, Sequence
@@ -28,20 +30,31 @@ class InvalidModeError(Error, ValueError):
     mode: the offending key.
   """
 
-  def __init__(self, mode: object):
+  def __init__(self, mode: object, keys: Optional[Iterable[object]] = None):
+    """`keys`: all keys of the map, given when none of them is valid."""
     self.mode = mode
+    # Stock ignored unknown keys and failed only when no valid one was left.
+    stock = '' if keys is None else no_valid_modes(keys) + ' '
     hint = ''
     if isinstance(mode, str) and mode.lower() in ('predict', 'serve',
                                                   'serving', 'prediction'):
       hint = (" (ModeKeys.PREDICT is the string 'infer': use "
               'tf.estimator.ModeKeys.PREDICT as the key)')
     super().__init__(
-        f'input_receiver_fn_map: expected keys among '
+        f'{stock}input_receiver_fn_map: expected keys among '
         f"tf.estimator.ModeKeys ('train', 'eval', 'infer'), got {mode!r}{hint}")
 
 
-class ReceiverError(ExportError, TypeError):
+def no_valid_modes(keys: Iterable[object]) -> str:
+  """The stock export's message for a receiver map with no usable mode."""
+  return f'No valid modes for exporting found. Got {keys!r}.'
+
+
+class ReceiverError(ExportError, TypeError, ValueError):
   """A receiver fn is not callable, raised, or returned the wrong type.
+
+  A `TypeError`, and a `ValueError` too: the stock export let a receiver fn's
+  (or, for a receiver without labels, the model_fn's) `ValueError` through.
 
   Attributes:
     mode: the mode whose receiver fn is at fault.
@@ -73,10 +86,16 @@ class CheckpointNotFoundError(ExportError, ValueError):
     searched: the places that were looked at, in order.
   """
 
-  def __init__(self, searched: Sequence[str]):
+  def __init__(self, searched: Sequence[str], model_dir: Optional[str] = None):
+    """`model_dir`: given when the checkpoint was searched for there."""
     self.searched = tuple(searched)
+    if model_dir is not None:
+      stock = f"Couldn't find trained model at {model_dir}."
+    else:  # An explicit checkpoint_path, which stock handed to Saver.restore.
+      stock = ('The passed save_path is not a valid checkpoint: '
+               f'{self.searched[0]}')
     super().__init__(
-        'Could not find a checkpoint to export; looked at: ' +
+        f'{stock} Could not find a checkpoint to export; looked at: ' +
         ', '.join(repr(s) for s in self.searched))
 
 
@@ -108,9 +127,12 @@ class MissingVariablesError(ExportError, ValueError):
     shown = ', '.join(self.names[:20])
     more = f' and {len(self.names) - 20} more' if len(self.names) > 20 else ''
     super().__init__(
-        f'Mode {mode!r} needs variables that checkpoint {checkpoint_path!r} '
-        f'does not have: {shown}{more}. Make sure the model_fn does not create '
-        'variables in this mode that training never saved.')
+        'Could not load all requested variables from checkpoint. Please make '
+        'sure your model_fn does not expect variables that were not saved in '
+        f'the checkpoint.\n\nEncountered error with mode `{mode}` while '
+        f'restoring checkpoint from: `{checkpoint_path}`. Mode {mode!r} needs '
+        f'variables that checkpoint {checkpoint_path!r} does not have: '
+        f'{shown}{more}.')
 
 
 class VariableMismatchError(ExportError, ValueError):

@@ -113,26 +113,68 @@ def _no_default_signature_warning(mode: str) -> Iterator[None]:
     tf.get_logger().removeFilter(dropped)
 
 
-def _call_receiver(mode: str, receiver_fn):
+def _with_detail(e: BaseException, detail: str) -> str:
+  """`e`'s own message first (code may match it), then ours."""
+  return f'{e} ({detail})' if str(e) else detail
+
+
+def _call_receiver(mode: str, receiver_fn) -> Tuple[object, Optional[str]]:
+  """Calls the receiver fn; returns (receiver, why it lacks labels or None).
+
+  A serving receiver in TRAIN or EVAL goes on to the model_fn with
+  `labels=None`, as in the stock export, whose error (if any) leads ours.
+  """
   try:
     receiver = receiver_fn()
   except Exception as e:  # pylint: disable=broad-except
-    raise errors.ReceiverError(
-        f'input_receiver_fn_map[{mode!r}] raised {type(e).__name__}: {e}',
+    raise errors.ReceiverError(_with_detail(
+        e, f'raised by input_receiver_fn_map[{mode!r}]: {type(e).__name__}'),
         mode, receiver_fn) from e
   allowed = _SUPERVISED_RECEIVERS if mode != ModeKeys.PREDICT else _ANY_RECEIVER
-  if not isinstance(receiver, allowed):
-    hint = ''
-    if mode != ModeKeys.PREDICT and isinstance(receiver, _ANY_RECEIVER):
-      hint = (' (it has no labels: use tf.estimator.experimental.'
-              'build_raw_supervised_input_receiver_fn, or an '
-              'UnsupervisedInputReceiver for a model that trains without '
-              'labels)')
-    raise errors.ReceiverError(
-        f'input_receiver_fn_map[{mode!r}]: expected '
-        f'{" or ".join(c.__name__ for c in allowed)}, got '
-        f'{type(receiver).__name__}{hint}', mode, receiver_fn)
-  return receiver
+  if isinstance(receiver, allowed):
+    return receiver, None
+  problem = (f'input_receiver_fn_map[{mode!r}]: expected '
+             f'{" or ".join(c.__name__ for c in allowed)}, got '
+             f'{type(receiver).__name__}')
+  if mode != ModeKeys.PREDICT and isinstance(receiver, _ANY_RECEIVER):
+    return receiver, problem + (
+        ' (it has no labels: use tf.estimator.experimental.'
+        'build_raw_supervised_input_receiver_fn, or an '
+        'UnsupervisedInputReceiver for a model that trains without labels)')
+  raise errors.ReceiverError(problem, mode, receiver_fn)
+
+
+def _spec_and_signatures(estimator, mode: str, receiver_fn,
+                         raw_signatures: bool = False):
+  """Calls the receiver fn and the model_fn; returns (spec, signatures)."""
+  receiver, no_labels = _call_receiver(mode, receiver_fn)
+  try:
+    spec = _tf_private.call_model_fn(
+        estimator, receiver.features, getattr(receiver, 'labels', None), mode)
+    export_outputs = _tf_private.export_outputs_for_mode(
+        mode=spec.mode, serving_export_outputs=spec.export_outputs,
+        predictions=spec.predictions, loss=spec.loss,
+        metrics=spec.eval_metric_ops)
+    if raw_signatures and mode == ModeKeys.PREDICT:
+      signatures = raw_signatures_lib.signature_defs(receiver, export_outputs)
+    else:
+      with _no_default_signature_warning(mode):
+        signatures = _tf_private.build_all_signature_defs(
+            receiver.receiver_tensors, export_outputs,
+            getattr(receiver, 'receiver_tensors_alternatives', None),
+            serving_only=(mode == ModeKeys.PREDICT))
+  except errors.Error:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    if no_labels:
+      raise errors.ReceiverError(_with_detail(e, no_labels), mode,
+                                 receiver_fn) from e
+    raise errors.ModelFnError(_with_detail(
+        e, f'model_fn in mode {mode!r} failed with {type(e).__name__}'),
+        mode) from e
+  if no_labels:
+    raise errors.ReceiverError(no_labels, mode, receiver_fn)
+  return spec, signatures
 
 
 def _saver_for(scaffold) -> tf.compat.v1.train.Saver:
@@ -201,29 +243,8 @@ def build_mode_graph(estimator: tf.compat.v1.estimator.Estimator, mode: str,
   with graph.as_default():
     _tf_private.create_global_step(estimator, graph)
     tf.compat.v1.set_random_seed(_tf_private.random_seed(estimator))
-    receiver = _call_receiver(mode, receiver_fn)
-    try:
-      spec = _tf_private.call_model_fn(
-          estimator, receiver.features, getattr(receiver, 'labels', None), mode)
-      export_outputs = _tf_private.export_outputs_for_mode(
-          mode=spec.mode, serving_export_outputs=spec.export_outputs,
-          predictions=spec.predictions, loss=spec.loss,
-          metrics=spec.eval_metric_ops)
-      if raw_signatures and mode == ModeKeys.PREDICT:
-        signatures = raw_signatures_lib.signature_defs(receiver,
-                                                       export_outputs)
-      else:
-        with _no_default_signature_warning(mode):
-          signatures = _tf_private.build_all_signature_defs(
-              receiver.receiver_tensors, export_outputs,
-              getattr(receiver, 'receiver_tensors_alternatives', None),
-              serving_only=(mode == ModeKeys.PREDICT))
-    except errors.Error:
-      raise
-    except Exception as e:  # pylint: disable=broad-except
-      raise errors.ModelFnError(
-          f'model_fn in mode {mode!r} failed: {type(e).__name__}: {e}',
-          mode) from e
+    spec, signatures = _spec_and_signatures(estimator, mode, receiver_fn,
+                                            raw_signatures)
     saver = _saver_for(spec.scaffold)
     _add_loader_collections(graph, spec, assets)
     meta_graph_def = saver.export_meta_graph(

@@ -81,9 +81,12 @@ def normalize_receiver_map(
   if not isinstance(input_receiver_fn_map, Mapping):
     raise TypeError('input_receiver_fn_map: expected a dict of ModeKeys to '
                     f'receiver fns, got {type(input_receiver_fn_map).__name__}')
-  for mode in input_receiver_fn_map:
+  keys = input_receiver_fn_map.keys()
+  # Stock ignored unknown keys and said so only when no valid one was left.
+  none_valid = bool(keys) and not any(mode in MODE_ORDER for mode in keys)
+  for mode in keys:
     if mode not in MODE_ORDER:
-      raise errors.InvalidModeError(mode)
+      raise errors.InvalidModeError(mode, keys if none_valid else None)
   requested = []
   for mode, fn in input_receiver_fn_map.items():
     if fn is None:

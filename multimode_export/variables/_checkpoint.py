@@ -73,7 +73,9 @@ def resolve(estimator: tf.compat.v1.estimator.Estimator,
         return latest
     elif _exists(candidate):
       return candidate
-  raise errors.CheckpointNotFoundError(searched)
+  explicit = checkpoint_path is not None and filesystem.as_str(checkpoint_path)
+  raise errors.CheckpointNotFoundError(
+      searched, model_dir=None if explicit else estimator.model_dir)
 
 
 def open_reader(prefix: str) -> Any:  # a CheckpointReader (no public type)

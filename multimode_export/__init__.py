@@ -36,6 +36,7 @@ from multimode_export.errors import NotASavedModelError
 from multimode_export.errors import PublishError
 from multimode_export.errors import RawSignatureError
 from multimode_export.errors import ReceiverError
+from multimode_export.errors import UnloadableGraphError
 from multimode_export.errors import VariableMismatchError
 from multimode_export.errors import VerificationError
 from multimode_export.errors import WarmupRequestsError
@@ -69,6 +70,7 @@ __all__ = (
     'ReceiverError',
     'ServingSignatures',
     'TrainStep',
+    'UnloadableGraphError',
     'VariableMismatchError',
     'VerificationError',
     'VerifyReport',

@@ -202,6 +202,25 @@ class ExportDirError(ExportError, ValueError):
     super().__init__(message)
 
 
+class UnloadableGraphError(ExportError):
+  """A mode's MetaGraphDef would not import into a fresh graph.
+
+  Checked at export time, without loading variables, so that no export one
+  of whose tag sets cannot load is ever published.
+
+  Attributes:
+    mode: the mode whose MetaGraphDef fails.
+    node: the node name the import could not resolve.
+  """
+
+  def __init__(self, mode: str, node: str, reason: str):
+    self.mode = mode
+    self.node = node
+    super().__init__(
+        f'the MetaGraphDef of mode {mode!r} does not import into a fresh '
+        f'graph (node {node!r}): {reason}')
+
+
 class PublishError(ExportError):
   """Writing or publishing the export failed; the staging data was removed.
 

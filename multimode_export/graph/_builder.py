@@ -7,7 +7,7 @@ writes no file; `export.py` decides what to do with the result.
 
 import contextlib
 import dataclasses
-import logging
+import logging as std_logging
 import os
 from typing import Callable, Dict, Iterator, Optional, Tuple
 
@@ -15,9 +15,11 @@ import numpy as np
 import tensorflow as tf
 from google.protobuf import any_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
+from absl import logging
 
 from multimode_export import _tf_private
 from multimode_export import errors
+from multimode_export.graph import _importable as importable
 from multimode_export.graph import _raw_signatures as raw_signatures_lib
 from multimode_export.graph import _saver_spec as saver_spec
 from multimode_export.saved_model import _format as saved_model_format
@@ -84,14 +86,14 @@ class ModeGraph:
     return tuple(self.meta_graph_def.meta_info_def.tags)
 
 
-class _DropMessage(logging.Filter):
+class _DropMessage(std_logging.Filter):
   """Drops one exact message from a logger."""
 
   def __init__(self, message: str):
     super().__init__()
     self._message = message
 
-  def filter(self, record: logging.LogRecord) -> bool:
+  def filter(self, record: std_logging.LogRecord) -> bool:
     return record.getMessage() != self._message
 
 
@@ -238,6 +240,8 @@ def build_mode_graph(estimator: tf.compat.v1.estimator.Estimator, mode: str,
     errors.ReceiverError: the receiver fn raised or returned the wrong type.
     errors.ModelFnError: the model_fn raised or its outputs cannot be
       exported for this mode.
+    errors.UnloadableGraphError: the MetaGraphDef would not import into a
+      fresh graph.
   """
   graph = tf.Graph()
   with graph.as_default():
@@ -252,6 +256,11 @@ def build_mode_graph(estimator: tf.compat.v1.estimator.Estimator, mode: str,
   meta_graph_def.meta_info_def.tags.extend(tags)
   for key, signature in signatures.items():
     meta_graph_def.signature_def[key].CopyFrom(signature)
+  dropped = importable.drop_unnamed_saveables(meta_graph_def)
+  if dropped:
+    logging.info('%s graph: dropped saveable_objects entries that name no '
+                 'node (they would break its import): %s', mode, dropped)
+  importable.check_importable(mode, meta_graph_def)
   try:
     variables = saver_spec.required_variables(meta_graph_def)
     constants = saver_spec.saved_constants(meta_graph_def)

@@ -27,6 +27,7 @@ EXPECTED_ALL = (
     'ReceiverError',
     'ServingSignatures',
     'TrainStep',
+    'UnloadableGraphError',
     'VariableMismatchError',
     'VerificationError',
     'VerifyReport',

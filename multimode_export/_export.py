@@ -95,8 +95,8 @@ def write_plan(plan: _plan.ExportPlan, options: _options.ExportOptions) -> str:
   with publish.open_staging(base) as staging:
     with write_errors_as_publish_error(base):
       saved_model_writer.write_saved_model(
-          staging.path, plan.graphs, plan.checkpoint, plan.assets,
-          plan.assets_extra, write_options(plan, options))
+          staging.path, plan.graphs, plan.carrier, plan.checkpoint,
+          plan.assets, plan.assets_extra, write_options(plan, options))
       write_warmup(plan, staging.path)
     if options.verify:
       verify_staged(staging.path)

@@ -63,8 +63,8 @@ def write_plan_per_mode(plan: _plan.ExportPlan,
       with export_lib.write_errors_as_publish_error(base):
         tf.io.gfile.makedirs(path)
         saved_model_writer.write_saved_model(
-            path, [graph], plan.checkpoint, _assets_of(graph, plan.assets),
-            plan.assets_extra, write_options)
+            path, [graph], graph.mode, plan.checkpoint,
+            _assets_of(graph, plan.assets), plan.assets_extra, write_options)
         if graph.mode == tf.estimator.ModeKeys.PREDICT:
           export_lib.write_warmup(plan, path)
       if options.verify:

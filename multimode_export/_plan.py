@@ -2,16 +2,16 @@
 
 `plan_export` is the first step of every export entry point: it checks the
 arguments (modes, tags, `assets_extra`, target directories, checkpoint),
-builds each mode's graph (`graph/_builder`), and checks from checkpoint
-metadata that every graph can restore. Nothing is written: a bad input is
+builds each mode's MetaGraphDef with one `graph/_builder.MetaGraphBuilder`,
+chooses the variables carrier (`graph/_modes.choose_variables_carrier`), and
+checks from checkpoint metadata that every graph can restore. Nothing is written: a bad input is
 refused before the first file exists.
 """
 
 import dataclasses
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
-from absl import logging
 
 from multimode_export import _filesystem as filesystem
 from multimode_export import _options
@@ -36,7 +36,9 @@ class ExportPlan:
   Attributes:
     export_dir_base: where versions are published; with `export_dir`, its
       parent (where the export is staged).
-    graphs: built ModeGraphs, the variables carrier first.
+    graphs: built ModeGraphs, in build order.
+    carrier: the mode whose graph's saver decides `variables/`
+      (`graph/_modes.choose_variables_carrier`), handed to the writer.
     checkpoint: the checkpoint the variables come from.
     assets: asset name -> source file for `assets/`.
     assets_extra: normalized destination -> source for `assets.extra/`.
@@ -49,6 +51,7 @@ class ExportPlan:
   """
   export_dir_base: str
   graphs: Sequence[mode_graph.ModeGraph]
+  carrier: str
   checkpoint: checkpoint_lib.CheckpointInfo
   assets: Dict[str, str]
   assets_extra: Dict[str, str]
@@ -108,21 +111,19 @@ def plan_export(estimator: tf.compat.v1.estimator.Estimator,
   checkpoint = checkpoint_lib.read(
       checkpoint_lib.resolve(estimator, checkpoint_path))
 
-  assets = mode_graph.AssetTable()
-  graphs: List[mode_graph.ModeGraph] = []
-  for mode, receiver_fn in receivers.items():
-    logging.info('Building the %s graph', mode)
-    graphs.append(mode_graph.build_mode_graph(
-        estimator, mode, receiver_fn, tags=modes_lib.tags_for(mode, tags),
-        assets=assets, strip_default_attrs=options.strip_default_attrs,
-        clear_devices=options.clear_devices,
-        raw_signatures=options.raw_signatures))
-  saved_model_writer.check_against_checkpoint(graphs, checkpoint)
-  saved_model_writer.check_asset_sources(assets.files)
-  return ExportPlan(base, tuple(graphs), checkpoint, assets.files, extra,
-                    export_dir, overwrite,
+  builder = mode_graph.MetaGraphBuilder(
+      estimator, strip_default_attrs=options.strip_default_attrs,
+      clear_devices=options.clear_devices,
+      raw_signatures=options.raw_signatures)
+  builder.add_modes(receivers,
+                    {m: modes_lib.tags_for(m, tags) for m in receivers})
+  saved_model_writer.check_against_checkpoint(builder.graphs, checkpoint)
+  saved_model_writer.check_asset_sources(builder.assets)
+  return ExportPlan(base, builder.graphs,
+                    modes_lib.choose_variables_carrier(receivers), checkpoint,
+                    builder.assets, extra, export_dir, overwrite,
                     _tf_private.session_config(estimator),
-                    _warmup_records(graphs, options))
+                    _warmup_records(builder.graphs, options))
 
 
 def _check_new_options(options: _options.ExportOptions, receivers,

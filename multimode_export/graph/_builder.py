@@ -1,21 +1,29 @@
-"""Building one mode's graph into a tagged MetaGraphDef.
+"""The Session-free SavedModel builder: one tagged MetaGraphDef per mode.
 
-This module only builds graphs: receiver fn -> model_fn -> signatures, saver,
-main op, train op and asset collections. It reads no checkpoint value and
-writes no file; `export.py` decides what to do with the result.
+`MetaGraphBuilder` plays the part of the stock export's
+`tf.compat.v1.saved_model.Builder` plus `Estimator._add_meta_graph_for_mode`:
+it receives every mode through its internal `_add_meta_graph_for_mode`, once
+per mode (receiver fn -> model_fn -> signatures, saver, main op, train op and
+asset collections), and assembles the SavedModel proto. Unlike the stock
+builder it reads no checkpoint value and writes no file: which graph carries
+`variables/` is decided by `_modes.choose_variables_carrier` and handed to
+the writer explicitly. It is not a member of the mixin: `Estimator` has its
+own `_add_meta_graph_for_mode`, which stock `export_saved_model` calls.
 """
 
 import contextlib
 import dataclasses
 import logging as std_logging
 import os
-from typing import Callable, Dict, Iterator, Optional, Tuple
+from typing import (Callable, Dict, Iterator, Mapping, Optional, Sequence,
+                    Tuple)
 
 import numpy as np
 import tensorflow as tf
 from google.protobuf import any_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from absl import logging
+from tensorflow.core.protobuf import saved_model_pb2
 
 from multimode_export import _tf_private
 from multimode_export import errors
@@ -214,56 +222,112 @@ def _add_loader_collections(graph: tf.Graph, spec, assets: AssetTable) -> None:
     graph.add_to_collection(saved_model_format.TRAIN_OP_COLLECTION, spec.train_op)
 
 
-def build_mode_graph(estimator: tf.compat.v1.estimator.Estimator, mode: str,
-                     receiver_fn: Callable[[], object], *,
-                     tags: Tuple[str, ...], assets: AssetTable,
-                     strip_default_attrs: bool = False,
-                     clear_devices: bool = False,
-                     raw_signatures: bool = False) -> ModeGraph:
-  """Builds `mode`'s graph and returns it as a tagged MetaGraphDef.
+class MetaGraphBuilder:
+  """Builds the MetaGraphDefs of one SavedModel, sharing one asset table.
 
   Args:
     estimator: the tf.estimator.Estimator whose model_fn is called.
-    mode: a ModeKeys value.
-    receiver_fn: returns the InputReceiver for this mode.
-    tags: the MetaGraphDef's tag set.
-    assets: shared asset naming for the whole SavedModel.
-    strip_default_attrs: strip default-valued attributes from the graph.
-    clear_devices: drop device placements from the graph.
+    strip_default_attrs: strip default-valued attributes from the graphs.
+    clear_devices: drop device placements from the graphs.
     raw_signatures: for PREDICT, add raw-tensor signatures beside the
       tf.Example ones (see `graph/_raw_signatures.py`).
-
-  Returns:
-    A ModeGraph.
-
-  Raises:
-    errors.ReceiverError: the receiver fn raised or returned the wrong type.
-    errors.ModelFnError: the model_fn raised or its outputs cannot be
-      exported for this mode.
-    errors.UnloadableGraphError: the MetaGraphDef would not import into a
-      fresh graph.
   """
-  graph = tf.Graph()
-  with graph.as_default():
-    _tf_private.create_global_step(estimator, graph)
-    tf.compat.v1.set_random_seed(_tf_private.random_seed(estimator))
-    spec, signatures = _spec_and_signatures(estimator, mode, receiver_fn,
-                                            raw_signatures)
-    saver = _saver_for(spec.scaffold)
-    _add_loader_collections(graph, spec, assets)
-    meta_graph_def = saver.export_meta_graph(
-        clear_devices=clear_devices, strip_default_attrs=strip_default_attrs)
-  meta_graph_def.meta_info_def.tags.extend(tags)
-  for key, signature in signatures.items():
-    meta_graph_def.signature_def[key].CopyFrom(signature)
-  dropped = importable.drop_unnamed_saveables(meta_graph_def)
-  if dropped:
-    logging.info('%s graph: dropped saveable_objects entries that name no '
-                 'node (they would break its import): %s', mode, dropped)
-  importable.check_importable(mode, meta_graph_def)
+
+  def __init__(self, estimator, *, strip_default_attrs: bool = False,
+               clear_devices: bool = False, raw_signatures: bool = False):
+    self._estimator = estimator
+    self._raw_signatures = raw_signatures
+    self._strip_default_attrs = strip_default_attrs
+    self._clear_devices = clear_devices
+    self._assets = AssetTable()
+    self._graphs: Dict[str, ModeGraph] = {}
+
+  def add_modes(self, receivers: Mapping[str, Callable[[], object]],
+                tags: Mapping[str, Tuple[str, ...]]) -> None:
+    """Adds each mode's MetaGraphDef, in the order of `receivers`.
+
+    Args:
+      receivers: mode -> receiver fn (a normalized receiver map).
+      tags: mode -> the MetaGraphDef's tag set.
+
+    Raises:
+      See `_add_meta_graph_for_mode`.
+    """
+    for mode, receiver_fn in receivers.items():
+      logging.info('Building the %s graph', mode)
+      self._add_meta_graph_for_mode(mode, receiver_fn, tags[mode])
+
+  @property
+  def graphs(self) -> Tuple[ModeGraph, ...]:
+    """The built graphs, in the order they were added."""
+    return tuple(self._graphs.values())
+
+  @property
+  def assets(self) -> Dict[str, str]:
+    """Asset name in `assets/` -> source file, over all graphs."""
+    return self._assets.files
+
+  def _add_meta_graph_for_mode(self, mode: str, receiver_fn,
+                               tags: Tuple[str, ...]) -> ModeGraph:
+    """Builds `mode`'s graph into a tagged MetaGraphDef and keeps it.
+
+    Raises:
+      errors.ReceiverError: the receiver fn raised or returned the wrong type.
+      errors.ModelFnError: the model_fn raised or its outputs cannot be
+        exported for this mode.
+      errors.UnloadableGraphError: the MetaGraphDef would not import into a
+        fresh graph.
+    """
+    graph = tf.Graph()
+    with graph.as_default():
+      _tf_private.create_global_step(self._estimator, graph)
+      tf.compat.v1.set_random_seed(_tf_private.random_seed(self._estimator))
+      spec, signatures = _spec_and_signatures(
+          self._estimator, mode, receiver_fn, self._raw_signatures)
+      saver = _saver_for(spec.scaffold)
+      _add_loader_collections(graph, spec, self._assets)
+      meta_graph_def = saver.export_meta_graph(
+          clear_devices=self._clear_devices,
+          strip_default_attrs=self._strip_default_attrs)
+    meta_graph_def.meta_info_def.tags.extend(tags)
+    for key, signature in signatures.items():
+      meta_graph_def.signature_def[key].CopyFrom(signature)
+    dropped = importable.drop_unnamed_saveables(meta_graph_def)
+    if dropped:
+      logging.info('%s graph: dropped saveable_objects entries that name no '
+                   'node (they would break its import): %s', mode, dropped)
+    importable.check_importable(mode, meta_graph_def)
+    variables, constants = _read_saver(mode, saver, meta_graph_def)
+    self._graphs[mode] = ModeGraph(mode, meta_graph_def, variables, graph,
+                                   saver, constants)
+    return self._graphs[mode]
+
+
+def _read_saver(mode: str, saver, meta_graph_def):
+  """(variables, constants) of the saver, or (None, {}) for the Session path.
+
+  Only a saver whose behaviour the graph fully describes takes the
+  Session-free path: exactly `tf.compat.v1.train.Saver` (which a
+  `tf.train.Checkpoint` becomes, see `_saver_for`) with a readable restore
+  op. Any other saver object (a subclass, a wrapper) is the user's code:
+  it is called as the stock export calls it (restore, save).
+  """
+  if type(saver) is not tf.compat.v1.train.Saver:  # pylint: disable=unidiomatic-typecheck
+    logging.info('%s graph: custom saver %s: variables/ goes through its '
+                 'restore and save', mode, type(saver).__name__)
+    return None, {}
   try:
-    variables = saver_spec.required_variables(meta_graph_def)
-    constants = saver_spec.saved_constants(meta_graph_def)
+    return (saver_spec.required_variables(meta_graph_def),
+            saver_spec.saved_constants(meta_graph_def))
   except saver_spec.UnsupportedSaverError:
-    variables, constants = None, {}
-  return ModeGraph(mode, meta_graph_def, variables, graph, saver, constants)
+    return None, {}
+
+
+def saved_model_proto(graphs: Sequence[ModeGraph]
+                     ) -> saved_model_pb2.SavedModel:
+  """The SavedModel proto holding `graphs`' MetaGraphDefs, in order."""
+  saved_model = saved_model_pb2.SavedModel(
+      saved_model_schema_version=tf.saved_model.SAVED_MODEL_SCHEMA_VERSION)
+  for graph in graphs:
+    saved_model.meta_graphs.add().CopyFrom(graph.meta_graph_def)
+  return saved_model

@@ -15,8 +15,11 @@ from multimode_export import errors
 
 ModeKeys = tf.estimator.ModeKeys
 
-# Build order and carrier preference, most complete graph first.
+# Build order (and the order of the MetaGraphDefs), most complete graph first.
 MODE_ORDER: Tuple[str, ...] = (ModeKeys.TRAIN, ModeKeys.EVAL, ModeKeys.PREDICT)
+# Which mode's graph carries the variables when several are exported: the
+# most complete (TRAIN has everything training saved, optimizer slots too).
+CARRIER_PREFERENCE: Tuple[str, ...] = MODE_ORDER
 
 # The tag set each mode's MetaGraphDef gets by default.
 DEFAULT_TAGS: Dict[str, Tuple[str, ...]] = {
@@ -33,16 +36,17 @@ def choose_variables_carrier(modes: Iterable[str]) -> str:
     modes: the modes being exported (any order, no unknown keys).
 
   Returns:
-    The first of TRAIN, EVAL, PREDICT present in `modes`.
+    The first of `CARRIER_PREFERENCE` (TRAIN, EVAL, PREDICT) present in
+    `modes`.
 
   Raises:
     ValueError: if `modes` holds none of them.
   """
   present = set(modes)
-  for mode in MODE_ORDER:
+  for mode in CARRIER_PREFERENCE:
     if mode in present:
       return mode
-  raise ValueError(f'modes: expected at least one of {MODE_ORDER}, '
+  raise ValueError(f'modes: expected at least one of {CARRIER_PREFERENCE}, '
                    f'got {sorted(present)!r}')
 
 

@@ -10,7 +10,6 @@ from typing import Dict, Optional, Sequence
 
 import tensorflow as tf
 from absl import logging
-from tensorflow.core.protobuf import saved_model_pb2
 
 from multimode_export import _filesystem as filesystem
 from multimode_export import errors
@@ -38,17 +37,19 @@ class WriteOptions:
   session_config: Optional[object] = None
 
 
-def variables_needed(graphs: Sequence[mode_graph.ModeGraph]
+def variables_needed(graphs: Sequence[mode_graph.ModeGraph],
+                     carrier: mode_graph.ModeGraph
                     ) -> Optional[Dict[str, saver_spec.VariableSpec]]:
   """The entries `variables/` must hold, or None if a Session is needed.
 
-  The carrier (first graph) decides the set, as in the stock export; entries
-  another graph restores but the carrier lacks are added, so every graph in
-  the export loads.
+  The carrier decides the set, as in the stock export; entries another graph
+  restores but the carrier lacks are added, so every graph in the export
+  loads.
   """
   if any(g.variables is None for g in graphs):
     return None
-  return saver_spec.union(g.variables for g in graphs)
+  return saver_spec.union([carrier.variables] +
+                          [g.variables for g in graphs if g is not carrier])
 
 
 def check_against_checkpoint(graphs: Sequence[mode_graph.ModeGraph],
@@ -60,18 +61,18 @@ def check_against_checkpoint(graphs: Sequence[mode_graph.ModeGraph],
                                           checkpoint)
 
 
-def _write_variables(export_dir: str, graphs, checkpoint, options) -> None:
+def _write_variables(export_dir: str, graphs, carrier, checkpoint, options
+                    ) -> None:
   variables_dir = filesystem.join(export_dir, 'variables')
   tf.io.gfile.makedirs(variables_dir)
-  needed = variables_needed(graphs)
+  needed = variables_needed(graphs, carrier)
   if needed is not None and checkpoint.files:
     # Like the stock export, the carrier's saver decides what is saved
     # besides variables (a tf.train.Checkpoint saver's object graph).
     variables_transfer.write_variables(
         checkpoint, needed, variables_dir, allow_links=options.allow_links,
-        chunk_bytes=options.chunk_bytes, constants=graphs[0].constants)
+        chunk_bytes=options.chunk_bytes, constants=carrier.constants)
     return
-  carrier = graphs[0]
   if needed is None:
     unreadable = [g.mode for g in graphs if g.variables is None]
     logging.info('the saver of the %s graph(s) cannot be read from the graph: '
@@ -83,7 +84,8 @@ def _write_variables(export_dir: str, graphs, checkpoint, options) -> None:
                                        checkpoint.prefix, variables_dir,
                                        options.session_config)
   written = variables_transfer.written_variables(variables_dir)
-  logging.info('variables/ written by session: %d keys', len(written))
+  logging.info('variables/ written by the %s graph\'s saver in a session: %d '
+               'keys', carrier.mode, len(written))
 
 
 def _check_written(export_dir: str, graphs, options) -> None:
@@ -124,6 +126,7 @@ def check_asset_sources(assets: Dict[str, str]) -> None:
 
 def write_saved_model(export_dir: str,
                       graphs: Sequence[mode_graph.ModeGraph],
+                      carrier: str,
                       checkpoint: checkpoint_lib.CheckpointInfo,
                       assets: Dict[str, str],
                       extra: Dict[str, str],
@@ -132,20 +135,21 @@ def write_saved_model(export_dir: str,
 
   Args:
     export_dir: an existing, empty directory.
-    graphs: built graphs, the variables carrier first.
+    graphs: built graphs, in the order of their MetaGraphDefs.
+    carrier: the mode whose graph's saver decides `variables/` (the plan's
+      `choose_variables_carrier`): its entries and constants first, its
+      saver on the Session path.
     checkpoint: the checkpoint, already checked against the graphs.
     assets: asset name -> source file, for `assets/`.
     extra: normalized `assets_extra`.
     options: WriteOptions.
   """
-  _write_variables(export_dir, graphs, checkpoint, options)
+  [carrier_graph] = [g for g in graphs if g.mode == carrier]
+  _write_variables(export_dir, graphs, carrier_graph, checkpoint, options)
   _check_written(export_dir, graphs, options)
   _write_assets(export_dir, assets)
   assets_extra_lib.copy_into(export_dir, extra)
-  saved_model = saved_model_pb2.SavedModel(
-      saved_model_schema_version=tf.saved_model.SAVED_MODEL_SCHEMA_VERSION)
-  for graph in graphs:
-    saved_model.meta_graphs.add().CopyFrom(graph.meta_graph_def)
+  saved_model = mode_graph.saved_model_proto(graphs)
   data = saved_model.SerializeToString(deterministic=True)
   fingerprint.write(export_dir, data)
   if options.as_text:

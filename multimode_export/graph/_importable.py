@@ -54,23 +54,26 @@ def _missing_collection_entry(meta_graph_def) -> Optional[tuple]:
 
 
 def check_importable(mode: str, meta_graph_def) -> None:
-  """Imports `meta_graph_def` into a fresh graph, loading no variable.
+  """Imports `meta_graph_def` into a fresh graph, as a loader does, loading
+  no variable.
 
   Raises:
-    errors.UnloadableGraphError: a collection names a node the graph lacks,
-      or the import fails otherwise; names the mode and the node.
+    errors.UnloadableGraphError: the import fails; names the mode and the
+      node (a collection entry that names no node, else the node TF names).
   """
+  with tf.Graph().as_default():
+    try:
+      tf.compat.v1.train.import_meta_graph(meta_graph_def)
+      return
+    except Exception as e:  # pylint: disable=broad-except
+      error = e
   missing = _missing_collection_entry(meta_graph_def)
   if missing is not None:
     key, value = missing
     raise errors.UnloadableGraphError(
         mode, value, f'collection {key!r} names {value!r}, which is not a '
-        'node of the graph')
-  with tf.Graph().as_default():
-    try:
-      tf.compat.v1.train.import_meta_graph(meta_graph_def)
-    except Exception as e:  # pylint: disable=broad-except
-      found = re.search(r"name '([^']+)'|node ([^\s:;,]+)", str(e))
-      node = next(g for g in found.groups() if g) if found else '?'
-      raise errors.UnloadableGraphError(
-          mode, node, f'{type(e).__name__}: {e}') from e
+        f'node of the graph ({type(error).__name__}: {error})') from error
+  found = re.search(r"name '([^']+)'|node ([^\s:;,]+)", str(error))
+  node = next(g for g in found.groups() if g) if found else '?'
+  raise errors.UnloadableGraphError(
+      mode, node, f'{type(error).__name__}: {error}') from error

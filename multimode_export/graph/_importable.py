@@ -63,7 +63,10 @@ def check_importable(mode: str, meta_graph_def) -> None:
   """
   with tf.Graph().as_default():
     try:
-      tf.compat.v1.train.import_meta_graph(meta_graph_def)
+      # A copy: importing adds default-valued attributes to the proto.
+      copy = tf.compat.v1.MetaGraphDef()
+      copy.CopyFrom(meta_graph_def)
+      tf.compat.v1.train.import_meta_graph(copy)
       return
     except Exception as e:  # pylint: disable=broad-except
       error = e

@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import time
 
 import tensorflow as tf
 from absl import app
@@ -85,10 +84,8 @@ class CliTest(models.ClassRootMixin, tf.test.TestCase):
           command + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
           text=True, env=dict(env, PYTHONPATH=pythonpath), cwd=cls.root)
 
-    began = time.monotonic()
     cls.demo = _finish(start(script, ['demo', '--export_dir_base',
                                       os.path.join(cls.root, 'demo')]))
-    cls.demo_seconds = time.monotonic() - began
     match = re.search(r'^Wrote (\S+)$', cls.demo.stdout, re.M)
     cls.export = match.group(1) if match else os.path.join(cls.root, 'none')
     cls.broken = os.path.join(cls.root, 'broken')
@@ -134,7 +131,6 @@ class CliTest(models.ClassRootMixin, tf.test.TestCase):
     self.assertIn(inspection.inspect(self.export), out)
     self.assertRegex(out, r'PASSED: all \d+ checks of ' + re.escape(
         self.export))
-    self.assertLess(self.demo_seconds, 60)
     # verify's losses come from synthetic inputs: the demo says so.
     self.assertIn("verify's losses come from synthetic inputs", out)
     self.assertIn("on synthetic inputs of 'train', loss", out)

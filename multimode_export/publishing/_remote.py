@@ -5,10 +5,12 @@ of each object, or not supported. The staging directory is written
 completely, then its files are renamed one by one into the version
 directory, `saved_model.pb` (or `.pbtxt`) last: a poller that treats a
 version as ready once `saved_model.pb` exists never sees a partial export.
-The first file moved claims the version (renamed without overwriting; a
-concurrent exporter that claimed it first makes this one take the next
-number). If a move fails, the files already moved are moved back. There is
-no lock: leftover staging directories are removed once older than
+Each file is renamed without overwriting: a file already there means a
+concurrent exporter took that version, so this one moves its files back to
+staging and takes the next number. If a move fails, the files already moved
+are moved back. (On S3 a rename is a check-then-copy: two exporters that
+reach one version within the same instant can both copy the same file, so
+one exporter per base there; docs/object-stores.md.) There is no lock: leftover staging directories are removed once older than
 `STALE_AFTER_SECONDS`, their age read from their name.
 """
 
@@ -46,46 +48,60 @@ def _protos_last(files: Iterable[str]) -> List[str]:
 def _move(src: str, src_root: str, dst_root: str) -> None:
   dst = filesystem.join(dst_root, src[len(src_root):])
   tf.io.gfile.makedirs(filesystem.parent(dst))
-  tf.io.gfile.rename(src, dst, overwrite=False)
+  try:
+    tf.io.gfile.rename(src, dst, overwrite=False)
+  except tf.errors.AlreadyExistsError:
+    raise
+  except tf.errors.OpError:
+    if tf.io.gfile.exists(dst) and not tf.io.gfile.exists(src):
+      return  # the rename happened although it reported an error
+    raise
 
 
 def publish_version(path: str, export_dir_base: str) -> str:
-  """Moves the staged files into the next version, protos last; returns it."""
+  """Moves the staged files into the next version, protos last; returns it.
+
+  Every file is renamed without overwriting. A file that already exists in
+  the version means a concurrent exporter took that number: the files moved
+  so far go back to staging and the next number is tried. Only files this
+  export moved are ever removed or moved back.
+  """
   order = _protos_last(filesystem.walk_files(path))
   if not order:
     raise errors.PublishError(f'nothing staged in {path!r}', export_dir_base)
-  final = _claim_version(order[0], path, export_dir_base)
-  try:
-    for src in order[1:]:
-      _move(src, path, final)
-  except BaseException:
-    _remove_quietly(final)  # claimed by us: only our files are in it
-    raise
-  _remove_quietly(path)  # what is left of it: empty directories, if any
-  return final
-
-
-def _claim_version(first: str, path: str, export_dir_base: str) -> str:
-  """Moves `first` into a new version directory, which makes it ours."""
   for _ in range(_MAX_ATTEMPTS):
     final = _versions.version_dir(
         export_dir_base, _versions.next_version([export_dir_base]))
     existed = tf.io.gfile.exists(final)
+    moved = []
     try:
-      _move(first, path, final)
-      return final
+      for src in order:
+        _move(src, path, final)
+        moved.append(src)
     except tf.errors.AlreadyExistsError:
+      _move_back(moved, path, final, existed)
       continue  # a concurrent exporter claimed this version first
-    except tf.errors.OpError:
-      dst = filesystem.join(final, first[len(path):])
-      if tf.io.gfile.exists(dst) and not tf.io.gfile.exists(first):
-        return final  # the rename happened although it reported an error
-      if not existed:
-        _remove_quietly(final, only_if_no_files=True)
+    except BaseException:
+      _move_back(moved, path, final, existed)
       raise
+    _remove_quietly(path)  # what is left of it: empty directories, if any
+    return final
   raise errors.PublishError(
       f'could not claim a new version under {export_dir_base!r} after '
       f'{_MAX_ATTEMPTS} attempts', export_dir_base)
+
+
+def _move_back(moved: Sequence[str], path: str, final: str,
+               existed: bool) -> None:
+  """Returns this export's files from `final` to staging, newest first."""
+  for src in reversed(moved):
+    dst = filesystem.join(final, src[len(path):])
+    try:
+      tf.io.gfile.rename(dst, src, overwrite=False)
+    except tf.errors.OpError as e:
+      logging.warning('Could not move %s back to %s: %s', dst, src, e)
+  if not existed:
+    _remove_quietly(final, only_if_no_files=True)
 
 
 def move_dirs(moves: Sequence[Tuple[str, str]]) -> None:

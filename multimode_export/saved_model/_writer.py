@@ -84,8 +84,8 @@ def _write_variables(export_dir: str, graphs, carrier, checkpoint, options
                                        checkpoint.prefix, variables_dir,
                                        options.session_config)
   written = variables_transfer.written_variables(variables_dir)
-  logging.info('variables/ written by the %s graph\'s saver in a session: %d '
-               'keys', carrier.mode, len(written))
+  logging.info('variables/ written by session: %d keys, by the %s graph\'s '
+               'saver', len(written), carrier.mode)
 
 
 def _check_written(export_dir: str, graphs, options) -> None:

@@ -27,12 +27,22 @@ for entry in tests docs tools README.md setup.py; do
 done
 cd "$work/tree"
 if [ $# -eq 0 ]; then set -- -q -n 2 tests; fi
-"$work/venv/bin/python" - <<'PY'
+REPO="$repo" "$work/venv/bin/python" - <<'PY'
 import multimode_export, os, sys
 where = os.path.dirname(multimode_export.__file__)
 if 'site-packages' not in where:
   sys.exit(f'multimode_export imported from {where}, not from the wheel')
-print(f'testing the wheel installed at {where}')
+# Every module of the source tree must be in the wheel and import from it,
+# whichever tests run below.
+import importlib, pathlib
+source = pathlib.Path(os.environ['REPO'], 'multimode_export')
+names = sorted('.'.join(('multimode_export',) + p.relative_to(source).with_suffix('').parts)
+               .replace('.__init__', '') for p in source.rglob('*.py'))
+for name in names:
+  module = importlib.import_module(name)
+  if 'site-packages' not in module.__file__:
+    sys.exit(f'{name} imported from {module.__file__}, not from the wheel')
+print(f'testing the wheel installed at {where}: its {len(names)} modules import')
 PY
 "$work/venv/bin/python" -m pytest \
   --ignore=tests/bazel_build_test.py "$@" </dev/null

@@ -33,8 +33,8 @@ from multimode_export import loading
 from multimode_export.graph import _graph_def as graph_def_lib
 
 DEFAULT_BATCH_SIZE = 2
-# One synthetic input never takes more memory than this: a signature
-# declaring a larger input (a huge static dimension) is not run.
+# The synthetic inputs of one signature, all together, never take more memory
+# than this: a signature declaring more (a huge static dimension) is not run.
 MAX_FEED_BYTES = 64 * 2**20
 _POINTER_BYTES = 8  # per element of a numpy object array
 

@@ -88,10 +88,30 @@ def _write_variables(export_dir: str, graphs, carrier, checkpoint, options
                'saver', len(written), carrier.mode)
 
 
+def _read_back(prefix: str) -> checkpoint_lib.CheckpointInfo:
+  """The index of the `variables/` just written.
+
+  Failing to read it is a failure to write the export (an `OpError`, which
+  the caller reports as a `PublishError`), not a bad checkpoint of the
+  user's. Read twice before giving up: an object store's reader can return a
+  bad block on a request that failed and was retried.
+  """
+  try:
+    return checkpoint_lib.read(prefix)
+  except errors.CheckpointReadError as e:
+    logging.warning('Reading back %s failed, reading it again: %s', prefix, e)
+  try:
+    return checkpoint_lib.read(prefix)
+  except errors.CheckpointReadError as e:
+    raise tf.errors.DataLossError(
+        None, None, f'the variables/ just written cannot be read back: {e}'
+    ) from e
+
+
 def _check_written(export_dir: str, graphs, options) -> None:
   """Every MetaGraphDef must restore from what was written."""
   variables_dir = filesystem.join(export_dir, 'variables')
-  written = checkpoint_lib.read(
+  written = _read_back(
       filesystem.join(variables_dir, variables_transfer.VARIABLES_PREFIX))
   for graph in graphs:
     if graph.variables is not None:

@@ -69,6 +69,8 @@ flags.DEFINE_integer('partitions', 32, 'Embedding partitions of the '
 flags.DEFINE_float('rss_limit_gib', 16, 'The larger-than-RAM case kills a '
                    'contender whose RSS passes this.')
 # Internal: one measured run in a fresh process.
+flags.DEFINE_bool('render', False, 'Only re-render <out>/results.md and the '
+                  'plot from <out>/results.json (no measuring).')
 flags.DEFINE_string('worker', None, 'Internal: JSON arguments of one run.')
 
 GIB = 1 << 30
@@ -488,11 +490,41 @@ def _median(runs: List[Run], key: str) -> float:
 
 def write_results(results: Dict[float, Dict], small, out: str,
                   machine: str) -> None:
-  """results.md (tables) and export_cost.png (time and RSS vs size)."""
+  """results.json (the measurements), then results.md and the plot from it."""
+  data = {'command': (f'python benchmarks/export_cost.py --sizes '
+                      f'{",".join(FLAGS.sizes)} --repeats {FLAGS.repeats} '
+                      f'--out {FLAGS.out}'),
+          'machine': machine, 'small_repeats': FLAGS.small_repeats,
+          'sizes': {str(k): v for k, v in results.items()}, 'small': small}
+  os.makedirs(out, exist_ok=True)
+  with open(os.path.join(out, 'results.json'), 'w') as f:
+    json.dump(data, f, indent=1, default=str)
+  render(out)
+
+
+def render(out: str) -> None:
+  """Writes <out>/results.md and export_cost.png from <out>/results.json."""
+  with open(os.path.join(out, 'results.json')) as f:
+    data = json.load(f)
+  text = render_markdown(data)
+  with open(os.path.join(out, 'results.md'), 'w') as f:
+    f.write(text)
+  include_larger_than_ram(out)
+  plot(_sizes(data), os.path.join(out, 'export_cost.png'))
+  print(text)
+
+
+def _sizes(data: Dict) -> Dict[float, Dict]:
+  return {float(k): v for k, v in data['sizes'].items()}
+
+
+def render_markdown(data: Dict) -> str:
+  """The results.md tables of one run, from its results.json data."""
+  results, small = _sizes(data), data['small']
   lines = ['# Export cost against checkpoint size', '',
-           f'Command: `python benchmarks/export_cost.py --sizes '
-           f'{",".join(FLAGS.sizes)} --repeats {FLAGS.repeats} --out '
-           f'{FLAGS.out}`', '', machine, '',
+           f'Command: `{data["command"]}` (re-render this page from '
+           '`results.json`: `python benchmarks/export_cost.py --render`)', '',
+           data['machine'], '',
            'Medians of the repeats. *process* is the wall time of the whole '
            'subprocess (Python start, `import tensorflow`, building the '
            'graphs, export); *export* is the export call alone (for `cp`, the '
@@ -501,7 +533,9 @@ def write_results(results: Dict[float, Dict], small, out: str,
            'the export wall time; `/stock` divides by '
            '`stock_all` (TRAIN+EVAL+PREDICT), except for the PREDICT-only '
            'rows, divided by `stock_predict`; `/cp` divides by the `cp` to '
-           'the same filesystem (`_otherfs` rows: by `cp_otherfs`).', '']
+           'the same filesystem (`_otherfs` rows: by `cp_otherfs`).', '',
+           '![Export time and peak RSS against checkpoint size]'
+           '(export_cost.png)', '']
   header = ('| ckpt GiB | contender | process s | export s | export CPU s '
             '| peak RSS GiB | /stock | /cp | variables identical to stock |')
   lines += [header, '|' + '---|' * 9]
@@ -525,7 +559,7 @@ def write_results(results: Dict[float, Dict], small, out: str,
   lines += _targets(results, small)
   if small:
     lines += ['', f'## Small model (canned DNNClassifier, 3 modes, '
-              f'{FLAGS.small_repeats} repeats)', '',
+              f'{data["small_repeats"]} repeats)', '',
               '| contender | process s | export s | export CPU s | peak RSS '
               'GiB | /stock (wall) | /stock (CPU) |',
               '|---|---|---|---|---|---|---|']
@@ -538,15 +572,7 @@ def write_results(results: Dict[float, Dict], small, out: str,
                    f'{export:.2f} | {cpu:.2f} | '
                    f'{_median(rs, "rss") / GIB:.2f} | {export / stock:.2f} | '
                    f'{cpu / stock_cpu:.2f} |')
-  os.makedirs(out, exist_ok=True)
-  with open(os.path.join(out, 'results.md'), 'w') as f:
-    f.write('\n'.join(lines) + '\n')
-  include_larger_than_ram(out)
-  with open(os.path.join(out, 'results.json'), 'w') as f:
-    json.dump({'sizes': {str(k): v for k, v in results.items()},
-               'small': small}, f, indent=1, default=str)
-  plot(results, os.path.join(out, 'export_cost.png'))
-  print('\n'.join(lines))
+  return '\n'.join(lines) + '\n'
 
 
 def _targets(results, small) -> List[str]:
@@ -641,14 +667,14 @@ def include_larger_than_ram(out: str) -> None:
     return
   with open(results) as f:
     text = f.read()
-  text = text.split(_BIG_HEADING)[0].rstrip('\n') + '\n\n'
+  text = text.split(BIG_HEADING)[0].rstrip('\n') + '\n\n'
   with open(big) as f:
     text += f.read()
   with open(results, 'w') as f:
     f.write(text)
 
 
-_BIG_HEADING = '## Larger than RAM'
+BIG_HEADING = '## Larger than RAM'
 
 
 def _machine(warm_cache: bool = True) -> str:
@@ -674,7 +700,7 @@ def larger_than_ram(size_gib: float, work: str, out: str) -> None:
   common = {'model_dir': model_dir, 'rows': rows, 'dim': dim,
             'partitions': partitions}
   limit = int(FLAGS.rss_limit_gib * GIB)
-  report = [f'{_BIG_HEADING}: {size_gib:g} GiB checkpoint', '',
+  report = [f'{BIG_HEADING}: {size_gib:g} GiB checkpoint', '',
             f'Command: `python benchmarks/export_cost.py '
             f'--larger_than_ram_gib {size_gib:g} --partitions {partitions} '
             f'--rss_limit_gib {FLAGS.rss_limit_gib:g} --out {out}`', '',
@@ -732,6 +758,9 @@ def main(argv):
   if FLAGS.worker:
     result = worker(json.loads(FLAGS.worker))
     print(json.dumps(result, default=float))
+    return
+  if FLAGS.render:
+    render(FLAGS.out)
     return
   work = FLAGS.work_dir or tempfile.mkdtemp(prefix='export_cost-')
   os.makedirs(work, exist_ok=True)

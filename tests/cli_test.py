@@ -25,6 +25,7 @@ from absl.testing import absltest
 from absl.testing import flagsaver
 
 import multimode_export
+import multimode_export_cli
 from multimode_export.checks import _inspection as inspection
 from multimode_export.integration import _cli as cli
 from testing import crafted
@@ -46,7 +47,8 @@ def _install(prefix: str) -> str:
   shutil.copytree(os.path.dirname(multimode_export.__file__),
                   os.path.join(source, 'multimode_export'),
                   ignore=shutil.ignore_patterns('__pycache__', 'BUILD'))
-  for name in ('setup.py', 'README.md', 'multimode_export_cli.py'):
+  shutil.copy(multimode_export_cli.__file__, source)
+  for name in ('setup.py', 'README.md'):
     shutil.copy(os.path.join(SOURCE_ROOT, name), source)
   subprocess.run(
       # --ignore-installed: never uninstall the copy the venv already has

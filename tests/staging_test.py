@@ -5,8 +5,6 @@ Every test exports a real trained estimator on local disk and on TF's
 """
 
 import os
-import shutil
-import tempfile
 import time
 import uuid
 from unittest import mock
@@ -37,14 +35,12 @@ def _read(path: str) -> bytes:
     return f.read()
 
 
-class PublishTest(parameterized.TestCase):
+class PublishTest(models.ClassRootMixin, parameterized.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls._tmp = tempfile.mkdtemp()
-    cls.addClassCleanup(shutil.rmtree, cls._tmp)
-    cls.model_dir = os.path.join(cls._tmp, 'model')
+    cls.model_dir = os.path.join(cls.root, 'model')
     cls.estimator = models.train_custom(cls.model_dir, steps=3)
     cls.checkpoint = tf.train.latest_checkpoint(cls.model_dir)
 

@@ -11,7 +11,6 @@ base that did not exist still does not, on local disk and on `ram://`.
 import os
 import shutil
 import subprocess
-import tempfile
 import uuid
 
 from absl.testing import absltest
@@ -82,17 +81,15 @@ def _mismatched_model_fn(features, labels, mode, params):
   return tf.estimator.EstimatorSpec(mode, predictions={'y': y})
 
 
-class BadInputTest(parameterized.TestCase):
+class BadInputTest(models.ClassRootMixin, parameterized.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls._tmp = tempfile.mkdtemp()
-    cls.addClassCleanup(shutil.rmtree, cls._tmp)
-    cls.model_dir = os.path.join(cls._tmp, 'model')
+    cls.model_dir = os.path.join(cls.root, 'model')
     cls.estimator = models.train_custom(cls.model_dir, steps=3)
     cls.prefix = os.path.basename(tf.train.latest_checkpoint(cls.model_dir))
-    cls.source = os.path.join(cls._tmp, 'notes.txt')
+    cls.source = os.path.join(cls.root, 'notes.txt')
     with open(cls.source, 'w') as f:
       f.write('notes')
 
@@ -384,15 +381,15 @@ class BadInputTest(parameterized.TestCase):
         errors.AssetsExtraError, repr(destination), fragment)
 
   def test_assets_extra_missing_source(self):
-    missing = os.path.join(self._tmp, 'no-such-file.txt')
+    missing = os.path.join(self.root, 'no-such-file.txt')
     self.assertRejected(
         self._export(assets_extra={'notes.txt': missing}),
         errors.AssetsExtraError, repr(missing), 'not an existing file')
 
   def test_assets_extra_source_is_a_directory(self):
     self.assertRejected(
-        self._export(assets_extra={'notes.txt': self._tmp}),
-        errors.AssetsExtraError, repr(self._tmp), 'not an existing file')
+        self._export(assets_extra={'notes.txt': self.root}),
+        errors.AssetsExtraError, repr(self.root), 'not an existing file')
 
   @parameterized.named_parameters(
       ('dot_segment', 'a/./notes.txt'),

@@ -24,7 +24,6 @@ import os
 import posixpath
 import re
 import shutil
-import tempfile
 import uuid
 from typing import List, Tuple
 from unittest import mock
@@ -272,17 +271,15 @@ def _restore(root: str, before) -> None:
       _remove(f'{root}/{key.rstrip("/")}')
 
 
-class FaultsTest(parameterized.TestCase):
+class FaultsTest(models.ClassRootMixin, parameterized.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls._tmp = tempfile.mkdtemp()
-    cls.addClassCleanup(shutil.rmtree, cls._tmp)
-    cls.estimator = models.train_custom(os.path.join(cls._tmp, 'model'),
+    cls.estimator = models.train_custom(os.path.join(cls.root, 'model'),
                                         steps=3)
     # An assets_extra file exercises the copy into assets.extra/ too.
-    cls.extra_source = os.path.join(cls._tmp, 'vocab.txt')
+    cls.extra_source = os.path.join(cls.root, 'vocab.txt')
     with open(cls.extra_source, 'w') as f:
       f.write('a\nb\n')
     cls.plans = {

@@ -8,11 +8,9 @@ a base shared with the test and with each other.
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Dict, List
 
@@ -50,14 +48,12 @@ def _print_as_documented(test: absltest.TestCase, key: str, line: str) -> None:
       measured=True), '')
 
 
-class ProcessesTest(absltest.TestCase):
+class ProcessesTest(models.ClassRootMixin, absltest.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls._tmp = tempfile.mkdtemp()
-    cls.addClassCleanup(shutil.rmtree, cls._tmp)
-    cls.model_dir = os.path.join(cls._tmp, 'model')
+    cls.model_dir = os.path.join(cls.root, 'model')
     cls.estimator = models.train_custom(cls.model_dir, steps=3)
 
   def _start(self, base: str, *flags: str) -> subprocess.Popen:

@@ -10,7 +10,6 @@ predicted documented error and the base is byte-for-byte as before.
 
 import os
 import posixpath
-import shutil
 import tempfile
 import uuid
 
@@ -105,19 +104,17 @@ def expected_error(kinds, assets):
   return None
 
 
-class PropertyTest(absltest.TestCase):
+class PropertyTest(models.ClassRootMixin, absltest.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls._tmp = tempfile.mkdtemp()
-    cls.addClassCleanup(shutil.rmtree, cls._tmp)
-    cls.estimator = models.train_custom(os.path.join(cls._tmp, 'model'),
+    cls.estimator = models.train_custom(os.path.join(cls.root, 'model'),
                                         steps=3)
-    cls.sources = {'missing': os.path.join(cls._tmp, 'missing.txt'),
-                   'directory': cls._tmp}
+    cls.sources = {'missing': os.path.join(cls.root, 'missing.txt'),
+                   'directory': cls.root}
     for name in ('vocab', 'notes'):
-      cls.sources[name] = os.path.join(cls._tmp, f'{name}.txt')
+      cls.sources[name] = os.path.join(cls.root, f'{name}.txt')
       with open(cls.sources[name], 'w') as f:
         f.write(f'contents of {name}')
     cls.outcomes = {}
@@ -133,7 +130,7 @@ class PropertyTest(absltest.TestCase):
       tf.io.gfile.makedirs(root)
       self.addCleanup(tf.io.gfile.rmtree, root)
     else:
-      root = tempfile.mkdtemp(dir=self._tmp)
+      root = tempfile.mkdtemp(dir=self.root)
     base = root + '/export'
     if exists:  # an earlier export that must survive untouched
       tf.io.gfile.makedirs(base + '/1000/variables')

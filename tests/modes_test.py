@@ -128,9 +128,9 @@ class NormalizeReceiverMapTest(parameterized.TestCase):
     self.assertEqual(len(given), 3)
 
   @parameterized.named_parameters(
-      ('empty', {}, '[]'),
+      ('empty', {}, 'dict_keys([])'),
       ('only_none', {ModeKeys.EVAL: None, ModeKeys.PREDICT: None},
-       "['eval', 'infer']"))
+       "dict_keys(['eval', 'infer'])"))
   def test_no_receiver_fn_refused_with_the_stock_wording(self, given, keys):
     with self.assertRaisesRegex(ValueError,
                                 'No valid modes for exporting found') as caught:

@@ -104,8 +104,8 @@ def normalize_receiver_map(
       requested.append(mode)
   if not requested:
     raise ValueError(
-        f'No valid modes for exporting found. Got {list(input_receiver_fn_map)!r}'
-        ': input_receiver_fn_map needs at least one receiver fn that is not '
+        errors.no_valid_modes(input_receiver_fn_map.keys()) +
+        ' input_receiver_fn_map needs at least one receiver fn that is not '
         'None')
   return {m: input_receiver_fn_map[m] for m in ordered_modes(requested)}
 

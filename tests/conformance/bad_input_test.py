@@ -173,12 +173,13 @@ class BadInputTest(models.ClassRootMixin, parameterized.TestCase):
 
   def test_empty_receiver_map(self):
     self.assertRejected(self._export({}), ValueError,
-                        'No valid modes for exporting found. Got []')
+                        'No valid modes for exporting found. Got dict_keys([]). ')
 
   def test_only_none_receivers(self):
     self.assertRejected(
         self._export({ModeKeys.EVAL: None, ModeKeys.PREDICT: None}),
-        ValueError, "No valid modes for exporting found. Got ['eval', 'infer']")
+        ValueError, ("No valid modes for exporting found. Got "
+                         "dict_keys(['eval', 'infer']). "))
 
   def test_receiver_map_not_a_mapping(self):
     self.assertRejected(self._export([receiver_fns.serving_receiver_fn()]),

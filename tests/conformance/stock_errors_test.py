@@ -51,6 +51,9 @@ class Case(NamedTuple):
 _PREDICT = lambda: {ModeKeys.PREDICT: receiver_fns.serving_receiver_fn()}
 CASES = {
     'no_checkpoint': Case('untrained', receiver_fns.receiver_map),
+    'empty_receiver_map': Case('trained', dict),
+    'only_none_receivers': Case(
+        'trained', lambda: {ModeKeys.EVAL: None, ModeKeys.PREDICT: None}),
     'checkpoint_path_missing': Case('trained', _PREDICT, 'model.ckpt-999'),
     'only_unknown_keys': Case(
         'trained', lambda: {'predict': receiver_fns.serving_receiver_fn()}),

@@ -10,7 +10,8 @@ concurrent exporter took that version, so this one moves its files back to
 staging and takes the next number. If a move fails, the files already moved
 are moved back. (On S3 a rename is a check-then-copy: two exporters that
 reach one version within the same instant can both copy the same file, so
-one exporter per base there; docs/object-stores.md.) There is no lock: leftover staging directories are removed once older than
+one exporter per base there; docs/object-stores.md.) There is no lock:
+leftover staging directories are removed once older than
 `STALE_AFTER_SECONDS`, their age read from their name.
 """
 

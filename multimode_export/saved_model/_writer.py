@@ -93,8 +93,9 @@ def _read_back(prefix: str) -> checkpoint_lib.CheckpointInfo:
 
   Failing to read it is a failure to write the export (an `OpError`, which
   the caller reports as a `PublishError`), not a bad checkpoint of the
-  user's. Read twice before giving up: an object store's reader can return a
-  bad block on a request that failed and was retried.
+  user's. Read twice before giving up: on an object store a read can fail
+  once (a fault mid-request) and succeed the second time
+  (tests/writer_test.py injects both cases).
   """
   try:
     return checkpoint_lib.read(prefix)

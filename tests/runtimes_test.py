@@ -9,6 +9,8 @@ TFLite also runs under the newest TensorFlow, in the venv `.ci/run` makes
 `tests/tflite_newest_tf.py`. Measured results are in docs/loading.md.
 """
 
+# bazel-data: :tflite_newest_tf
+
 import json
 import os
 import subprocess

@@ -8,6 +8,10 @@ shown output differs from what it printed. The other tests pin the
 extractor's rules on small pages written here.
 """
 
+# It runs the pages in the checkout (its .venv, tools/ and every page's
+# files), which Bazel's sandbox does not have: pytest runs it, Bazel does not.
+# bazel-tags: manual
+
 import os
 import textwrap
 

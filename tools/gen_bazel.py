@@ -17,6 +17,11 @@ and a test that needs more than Bazel's default 300 s gives its size (Bazel's
 
     # bazel-size: large
 
+and a test that cannot run in Bazel's sandbox gives Bazel tags, e.g.
+`manual` (left out of `bazel test //...`; say why next to it):
+
+    # bazel-tags: manual
+
 Usage, from anywhere:
 
     python3 tools/gen_bazel.py          # rewrite the BUILD files
@@ -44,6 +49,7 @@ LIBRARY_PACKAGE = 'multimode_export'
 SOURCES_TARGET = 'sources'
 
 _DATA_PRAGMA = re.compile(r'^#\s*bazel-data:(.*)$', re.M)
+_TAGS_PRAGMA = re.compile(r'^#\s*bazel-tags:(.*)$', re.M)
 _SIZE_PRAGMA = re.compile(r'^#\s*bazel-size:\s*(small|medium|large|enormous)\s*$',
                           re.M)
 _HEADER = """\
@@ -69,6 +75,7 @@ class Target:
     deps: labels of the repository modules the source imports, sorted.
     data: labels of the files it reads (its `bazel-data` comments), sorted.
     size: a test's `bazel-size` comment, or '' for Bazel's default.
+    tags: a test's `bazel-tags` comment(s), sorted.
   """
   kind: str
   name: str
@@ -77,6 +84,7 @@ class Target:
   data: Tuple[str, ...] = ()
   imports: Tuple[str, ...] = ()
   size: str = ''
+  tags: Tuple[str, ...] = ()
 
 
 def default_root() -> str:
@@ -236,6 +244,11 @@ def _data_labels(path: str) -> List[str]:
           for label in match.split()]
 
 
+def _tags(path: str) -> Tuple[str, ...]:
+  return tuple(sorted({tag for match in _TAGS_PRAGMA.findall(_read(path))
+                       for tag in match.split()}))
+
+
 def _size(path: str) -> str:
   match = _SIZE_PRAGMA.search(_read(path))
   return match.group(1) if match else ''
@@ -283,7 +296,8 @@ def build_targets(root: str, warnings: Optional[List[str]] = None
                             key=_label_order)),
           data=tuple(sorted(set(_data_labels(path)), key=_label_order)),
           imports=_imports_attr(package),
-          size=_size(path) if kind == 'py_test' else ''))
+          size=_size(path) if kind == 'py_test' else '',
+          tags=_tags(path) if kind == 'py_test' else ()))
     if any(t.name == SOURCES_TARGET for t in targets):
       raise GenerateError(f'{package}/{SOURCES_TARGET}.py: the name '
                           f'{SOURCES_TARGET!r} is taken by the generated '
@@ -354,6 +368,7 @@ def render(root: str, package: str, targets: Sequence[Target]) -> str:
     lines += _list_attr('data', data)
     lines += _list_attr('deps', target.deps)
     lines += _list_attr('imports', target.imports)
+    lines += _list_attr('tags', target.tags)
     lines.append(')')
     blocks.append('\n'.join(lines))
   return '\n\n'.join(blocks) + '\n'

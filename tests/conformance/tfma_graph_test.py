@@ -9,8 +9,6 @@ TFMA); `tfma_test.py` runs real TFMA in its own venv.
 """
 
 import os
-import shutil
-import tempfile
 
 import numpy as np
 import tensorflow as tf
@@ -20,19 +18,19 @@ import multimode_export
 from multimode_export import loading
 from testing import assertions
 from testing import datasets
+from testing import models
 from testing import receiver_fns
 
 ModeKeys = tf.estimator.ModeKeys
 VERSION = '9.8.7-test'
 
 
-class TfmaStyleEvalGraphTest(absltest.TestCase):
+class TfmaStyleEvalGraphTest(models.ClassRootMixin, absltest.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    root = tempfile.mkdtemp()
-    cls.addClassCleanup(shutil.rmtree, root)
+    root = cls.root
     vocabulary = datasets.write_vocabulary(root)
     cls.features, cls.labels, _ = datasets.make_column_data()
     x_col, cat_col, embedded = datasets.feature_columns(vocabulary)

@@ -4,11 +4,18 @@
 # package makes the tests fail here, which an editable install would hide.
 #
 # Usage: bash tools/test_wheel.sh [pytest args...]   (default: -q -n 2 tests)
-# Work dir: $MULTIMODE_EXPORT_WHEEL_DIR (default: a new temp dir).
+# Work dir: $MULTIMODE_EXPORT_WHEEL_DIR, kept (default: a new temp dir,
+# removed at exit).
 set -euo pipefail
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-work="${MULTIMODE_EXPORT_WHEEL_DIR:-$(mktemp -d)}"
+if [ -n "${MULTIMODE_EXPORT_WHEEL_DIR:-}" ]; then
+  work="$MULTIMODE_EXPORT_WHEEL_DIR"
+else
+  # A temp dir of our own (wheel, venv, tree: about 1.7 GB) goes at exit.
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' EXIT
+fi
 mkdir -p "$work/dist" "$work/tree"
 python3 -m pip wheel -q --no-deps -w "$work/dist" "$repo" </dev/null
 wheel="$(ls "$work"/dist/multimode_export-*.whl)"

@@ -17,15 +17,14 @@ test checks the report. Without the venv the test skips, except in CI
 
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 
 import numpy as np
 from absl.testing import absltest
 from absl.testing import parameterized
 
 import multimode_export
+from testing import models
 
 SCRIPT = os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
@@ -76,13 +75,12 @@ def _venv_python(env: dict) -> str:
   raise absltest.SkipTest(message)
 
 
-class TfmaTest(parameterized.TestCase):
+class TfmaTest(models.ClassRootMixin, parameterized.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    root = tempfile.mkdtemp()
-    cls.addClassCleanup(shutil.rmtree, root)
+    root = cls.root
     os.mkdir(os.path.join(root, 'path'))
     env = _environment(os.path.join(root, 'path'))
     python = _venv_python(env)

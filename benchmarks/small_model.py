@@ -35,7 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from absl import app
 from absl import flags
@@ -275,39 +275,42 @@ def measure_profile(model_dir: str, work: str,
   return out
 
 
+def _alternating(contenders: Sequence[str], repeats: int,
+                 run_one: Callable[[str, int], dict]) -> Dict[str, List[dict]]:
+  """contender -> its runs; the order is reversed at every other repeat."""
+  runs: Dict[str, List[dict]] = {c: [] for c in contenders}
+  for repeat in range(repeats):
+    for contender in contenders[::(1 if repeat % 2 == 0 else -1)]:
+      runs[contender].append(dict(run_one(contender, repeat)))
+  return runs
+
+
 def measure_export_call(model_dir: str, work: str,
                         repeats: int) -> Dict[str, List[dict]]:
-  runs: Dict[str, List[dict]] = {c: [] for c in EXPORT_CONTENDERS}
-  for repeat in range(repeats):
-    order = EXPORT_CONTENDERS[::(1 if repeat % 2 == 0 else -1)]
-    for contender in order:
-      base = os.path.join(work, f'export-{contender}')
-      result = export_cost.run_worker({'kind': contender,
-                                       'model_dir': model_dir,
-                                       'export_base': base})
-      shutil.rmtree(base, ignore_errors=True)
-      runs[contender].append(dict(result))
-      print(f'  {contender:16s} export {result["export_seconds"]:.2f} s  cpu '
-            f'{result["export_cpu"]:.2f} s', flush=True)
-  return runs
+  def run_one(contender: str, repeat: int) -> dict:
+    del repeat
+    base = os.path.join(work, f'export-{contender}')
+    result = export_cost.run_worker({'kind': contender, 'model_dir': model_dir,
+                                     'export_base': base})
+    shutil.rmtree(base, ignore_errors=True)
+    print(f'  {contender:16s} export {result["export_seconds"]:.2f} s  cpu '
+          f'{result["export_cpu"]:.2f} s', flush=True)
+    return result
+  return _alternating(EXPORT_CONTENDERS, repeats, run_one)
 
 
 def measure_train_and_evaluate(work: str, repeats: int,
                                evaluations: int) -> Dict[str, List[dict]]:
-  runs: Dict[str, List[dict]] = {c: [] for c in TAE_CONTENDERS}
-  for repeat in range(repeats):
-    order = TAE_CONTENDERS[::(1 if repeat % 2 == 0 else -1)]
-    for contender in order:
-      model_dir = os.path.join(work, f'tae-{contender}-{repeat}')
-      result = run_worker({'kind': 'train_and_evaluate',
-                           'contender': contender, 'model_dir': model_dir,
-                           'evaluations': evaluations})
-      shutil.rmtree(model_dir, ignore_errors=True)
-      runs[contender].append(dict(result))
-      exports = ', '.join(f'{s:.2f}' for s in result['export_seconds'])
-      print(f'  {contender:10s} train_and_evaluate {result["seconds"]:.1f} s;'
-            f' export() s: [{exports}]', flush=True)
-  return runs
+  def run_one(contender: str, repeat: int) -> dict:
+    model_dir = os.path.join(work, f'tae-{contender}-{repeat}')
+    result = run_worker({'kind': 'train_and_evaluate', 'contender': contender,
+                         'model_dir': model_dir, 'evaluations': evaluations})
+    shutil.rmtree(model_dir, ignore_errors=True)
+    exports = ', '.join(f'{s:.2f}' for s in result['export_seconds'])
+    print(f'  {contender:17s} train_and_evaluate {result["seconds"]:.1f} s; '
+          f'export() s: [{exports}]', flush=True)
+    return result
+  return _alternating(TAE_CONTENDERS, repeats, run_one)
 
 
 def _load_avg() -> str:

@@ -572,6 +572,10 @@ def render_markdown(data: Dict) -> str:
                    f'{export:.2f} | {cpu:.2f} | '
                    f'{_median(rs, "rss") / GIB:.2f} | {export / stock:.2f} | '
                    f'{cpu / stock_cpu:.2f} |')
+    lines += ['', 'Where its time goes (a profile by phase, ours and stock), '
+              'and its cost per evaluation in `train_and_evaluate` against '
+              '`LatestExporter`: [small_model.md](small_model.md) '
+              '(`benchmarks/small_model.py`).']
   return '\n'.join(lines) + '\n'
 
 

@@ -78,8 +78,20 @@ def _as_dir(value, argument: str) -> str:
 def plan_export(estimator: tf.compat.v1.estimator.Estimator,
                 export_dir_base: Optional[filesystem.PathLike],
                 input_receiver_fn_map: ReceiverMap,
-                options: _options.ExportOptions) -> ExportPlan:
+                options: _options.ExportOptions,
+                reuse: Optional[ExportPlan] = None) -> ExportPlan:
   """Validates the arguments and builds every mode's graph; writes nothing.
+
+  Args:
+    estimator: see `export_all_saved_models`.
+    export_dir_base: see `export_all_saved_models`.
+    input_receiver_fn_map: see `export_all_saved_models`.
+    options: the keyword options.
+    reuse: an earlier plan of the same estimator, receivers and graph
+      options whose graphs (and assets) are taken instead of calling the
+      model_fn again (`MultiModeExporter` across evaluations), with its
+      warmup records; they are still checked against this plan's
+      checkpoint.
 
   Raises:
     See `export_all_saved_models`.
@@ -111,19 +123,24 @@ def plan_export(estimator: tf.compat.v1.estimator.Estimator,
   checkpoint = checkpoint_lib.read(
       checkpoint_lib.resolve(estimator, checkpoint_path))
 
-  builder = mode_graph.MetaGraphBuilder(
-      estimator, strip_default_attrs=options.strip_default_attrs,
-      clear_devices=options.clear_devices,
-      raw_signatures=options.raw_signatures)
-  builder.add_modes(receivers,
-                    {m: modes_lib.tags_for(m, tags) for m in receivers})
-  saved_model_writer.check_against_checkpoint(builder.graphs, checkpoint)
-  saved_model_writer.check_asset_sources(builder.assets)
-  return ExportPlan(base, builder.graphs,
+  if reuse is not None:
+    graphs, assets = reuse.graphs, reuse.assets
+  else:
+    builder = mode_graph.MetaGraphBuilder(
+        estimator, strip_default_attrs=options.strip_default_attrs,
+        clear_devices=options.clear_devices,
+        raw_signatures=options.raw_signatures)
+    builder.add_modes(receivers,
+                      {m: modes_lib.tags_for(m, tags) for m in receivers})
+    graphs, assets = builder.graphs, builder.assets
+  saved_model_writer.check_against_checkpoint(graphs, checkpoint)
+  saved_model_writer.check_asset_sources(assets)
+  return ExportPlan(base, graphs,
                     modes_lib.choose_variables_carrier(receivers), checkpoint,
-                    builder.assets, extra, export_dir, overwrite,
+                    assets, extra, export_dir, overwrite,
                     _tf_private.session_config(estimator),
-                    _warmup_records(builder.graphs, options))
+                    (reuse.warmup_records if reuse is not None else
+                     _warmup_records(graphs, options)))
 
 
 def _check_new_options(options: _options.ExportOptions, receivers,

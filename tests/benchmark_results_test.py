@@ -1,16 +1,19 @@
-"""docs/benchmarks/results.md is what the benchmark renders from its data.
+"""docs/benchmarks/*.md are what the benchmarks render from their data.
 
 benchmarks/export_cost.py writes the measurements to results.json and renders
-results.md from them; a hand edit of a number in the page, or a page left over
+results.md from them; benchmarks/small_model.py writes small_model.json and
+renders small_model.md. A hand edit of a number in a page, or a page left over
 from another run, makes this test fail. Re-render with
-`python benchmarks/export_cost.py --render`.
+`python benchmarks/export_cost.py --render` and
+`python benchmarks/small_model.py --sm_render`.
 """
 
-# bazel-data: //benchmarks:export_cost.py //docs:benchmarks/results.json //docs:benchmarks/results.md
+# bazel-data: //benchmarks:export_cost.py //benchmarks:small_model.py //docs:benchmarks/results.json //docs:benchmarks/results.md //docs:benchmarks/small_model.json //docs:benchmarks/small_model.md
 
 import importlib.util
 import json
 import os
+import sys
 
 from absl.testing import absltest
 
@@ -18,13 +21,24 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _OUT = os.path.join(_ROOT, 'docs', 'benchmarks')
 
 
-def _export_cost():
-  """benchmarks/export_cost.py as a module (benchmarks/ is no package)."""
-  path = os.path.join(_ROOT, 'benchmarks', 'export_cost.py')
-  spec = importlib.util.spec_from_file_location('export_cost', path)
+def _benchmark(name: str):
+  """benchmarks/<name>.py as a module (benchmarks/ is no package).
+
+  Loaded once and registered under its name: small_model.py imports
+  export_cost, and their absl flags must be defined once.
+  """
+  if name in sys.modules:
+    return sys.modules[name]
+  path = os.path.join(_ROOT, 'benchmarks', name + '.py')
+  spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(spec)
+  sys.modules[name] = module
   spec.loader.exec_module(module)
   return module
+
+
+def _export_cost():
+  return _benchmark('export_cost')
 
 
 class BenchmarkResultsTest(absltest.TestCase):
@@ -48,6 +62,21 @@ class BenchmarkResultsTest(absltest.TestCase):
     for size, runs in data['sizes'].items():
       gib = runs['_meta']['ckpt_bytes'] / 2**30
       self.assertIn(f'| {gib:.2f} | package |', page, size)
+
+  def test_small_model_md_is_rendered_from_small_model_json(self):
+    small_model = _benchmark('small_model')
+    with open(os.path.join(_OUT, 'small_model.json'), encoding='utf-8') as f:
+      data = json.load(f)
+    with open(os.path.join(_OUT, 'small_model.md'), encoding='utf-8') as f:
+      page = f.read()
+    self.assertEqual(page, small_model.render_markdown(data),
+                     'docs/benchmarks/small_model.md differs from '
+                     'small_model.json: run python benchmarks/small_model.py '
+                     '--sm_render')
+
+  def test_results_md_links_the_small_model_page(self):
+    with open(os.path.join(_OUT, 'results.md'), encoding='utf-8') as f:
+      self.assertIn('(small_model.md)', f.read())
 
 
 if __name__ == '__main__':

@@ -346,6 +346,67 @@ class TaskRuleTest(parameterized.TestCase, tf.test.TestCase):
     self.assertFalse(os.path.exists(base))
 
 
+class ReuseGraphsTest(tf.test.TestCase, parameterized.TestCase):
+  """reuse_graphs: the model_fn runs at the first export only."""
+
+  def _counting_estimator(self, model_dir, calls):
+    def model_fn(features, labels, mode, params):
+      calls.append(mode)
+      return models.linear_model_fn(features, labels, mode, params)
+    return tf.estimator.Estimator(
+        model_fn, model_dir=model_dir, params={},
+        config=tf.estimator.RunConfig(tf_random_seed=1,
+                                      save_checkpoints_steps=5,
+                                      keep_checkpoint_max=100))
+
+  @parameterized.named_parameters(('reuse', True), ('rebuild', False))
+  def test_exports_what_a_fresh_export_writes(self, reuse_graphs):
+    model_dir = self.create_tempdir().full_path
+    calls = []
+    estimator = self._counting_estimator(model_dir, calls)
+    exporter = models.RecordingExporter(
+        'multimode', receiver_fns.receiver_map(), exports_to_keep=None,
+        reuse_graphs=reuse_graphs)
+    _train_and_evaluate(estimator, exporter, max_steps=15)
+    made = [c for c in exporter.calls if c['path']]
+    self.assertEqual([c['global_step'] for c in made], [5, 10, 15])
+    # Training and evaluation call the model_fn too: count the export's
+    # calls only, from the exporter's own, on the same estimator.
+    del calls[:]
+    exporter.export(estimator, os.path.dirname(made[-1]['path']),
+                    made[-1]['checkpoint'], {'loss': 1.0, 'global_step': 15},
+                    True)
+    self.assertLen(calls, 0 if reuse_graphs else 3)
+    for call in made:
+      fresh = multimode_export.export_all_saved_models(
+          estimator, self.create_tempdir().full_path,
+          receiver_fns.receiver_map(), checkpoint_path=call['checkpoint'])
+      for name in ('saved_model.pb', 'fingerprint.pb'):
+        with open(os.path.join(call['path'], name), 'rb') as f:
+          ours = f.read()
+        with open(os.path.join(fresh, name), 'rb') as f:
+          self.assertEqual(ours, f.read(), name)
+      assertions.assert_export_matches_checkpoint(self, call['path'],
+                                                  call['checkpoint'])
+
+  def test_another_estimator_gets_its_own_graphs(self):
+    model_dir = self.create_tempdir().full_path
+    calls = []
+    first = self._counting_estimator(model_dir, calls)
+    first.train(datasets.input_fn(), max_steps=5)
+    exporter = exporter_lib.MultiModeExporter('e', receiver_fns.receiver_map())
+    base = os.path.join(model_dir, 'export', 'e')
+    result = {'loss': 1.0, 'global_step': 5}
+    del calls[:]
+    exporter.export(first, base, first.latest_checkpoint(), result, False)
+    self.assertLen(calls, 3)
+    second = self._counting_estimator(model_dir, calls)
+    exporter.export(second, base, second.latest_checkpoint(), result, False)
+    self.assertLen(calls, 6)
+    exporter.export(second, base, second.latest_checkpoint(), result, False)
+    self.assertLen(calls, 6)
+
+
 class ArgumentsTest(parameterized.TestCase):
 
   @parameterized.named_parameters(
@@ -363,6 +424,7 @@ class ArgumentsTest(parameterized.TestCase):
       ('tags', dict(tags={ModeKeys.TRAIN: ['serve']}), ValueError, 'tags'),
       ('only_none', dict(input_receiver_fn_map={ModeKeys.EVAL: None}),
        ValueError, 'No valid modes for exporting found'),
+      ('reuse_graphs', dict(reuse_graphs=1), TypeError, 'reuse_graphs'),
   )
   def test_rejects(self, override, error, regex):
     kwargs = dict(name='e', input_receiver_fn_map=receiver_fns.receiver_map())

@@ -317,8 +317,8 @@ def _read_saver(mode: str, saver, meta_graph_def):
                  'restore and save', mode, type(saver).__name__)
     return None, {}
   try:
-    return (saver_spec.required_variables(meta_graph_def),
-            saver_spec.saved_constants(meta_graph_def))
+    restored = saver_spec.required_variables(meta_graph_def)
+    return restored, saver_spec.saved_constants(meta_graph_def, restored)
   except saver_spec.UnsupportedSaverError:
     return None, {}
 

@@ -150,7 +150,8 @@ def required_variables(meta_graph_def: meta_graph_pb2.MetaGraphDef
   return specs
 
 
-def saved_constants(meta_graph_def: meta_graph_pb2.MetaGraphDef
+def saved_constants(meta_graph_def: meta_graph_pb2.MetaGraphDef,
+                    restored: Optional[Mapping[str, VariableSpec]] = None
                    ) -> Dict[str, np.ndarray]:
   """Entries the saver writes from graph constants and never restores.
 
@@ -162,6 +163,8 @@ def saved_constants(meta_graph_def: meta_graph_pb2.MetaGraphDef
 
   Args:
     meta_graph_def: a `tf.compat.v1.MetaGraphDef` with a `saver_def`.
+    restored: its `required_variables`, if already read (the graph is not
+      walked twice).
 
   Returns:
     checkpoint key -> value; empty for an ordinary name-based saver.
@@ -174,7 +177,8 @@ def saved_constants(meta_graph_def: meta_graph_pb2.MetaGraphDef
   saver_def = meta_graph_def.saver_def
   if not saver_def.save_tensor_name:
     raise UnsupportedSaverError('the MetaGraphDef has no saver')
-  restored = required_variables(meta_graph_def)
+  if restored is None:
+    restored = required_variables(meta_graph_def)
   nodes = graph_def_lib.node_index(meta_graph_def.graph_def)
   constants: Dict[str, np.ndarray] = {}
   # A V1-format save op (Save/SaveSlices) finds no SaveV2 node: such a

@@ -145,7 +145,8 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
       layout: str = layout_lib.SHARED,
       raw_signatures: bool = False,
       warmup_requests: Union[bool, Sequence[Any], None] = None,
-      warmup_signatures: Optional[Sequence[str]] = None):
+      warmup_signatures: Optional[Sequence[str]] = None,
+      reuse_graphs: bool = True):
     """Creates the exporter; validates every argument.
 
     Args:
@@ -179,6 +180,13 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
       warmup_requests: TF Serving warmup records in every export, see
         `export_all_saved_models`.
       warmup_signatures: the serving signatures they warm up.
+      reuse_graphs: build each mode's graph (receiver fns, model_fn,
+        signatures, saver) at the first export only, and write the same
+        graphs with every later evaluation's checkpoint, as long as the
+        estimator is the same object. An evaluation then costs what writing
+        the files costs, not three model_fn calls. False rebuilds them at
+        every export, for a model_fn whose graph depends on something that
+        changes while training (e.g. a file it reads when called).
 
     Raises:
       TypeError: an argument has the wrong type.
@@ -210,6 +218,9 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
                        f'got {event_file_pattern!r}')
     modes_lib.check_tags(tags, receivers)
     assets_extra_lib.normalize(assets_extra)
+    if not isinstance(reuse_graphs, bool):
+      raise TypeError(f'reuse_graphs: expected True or False, got '
+                      f'{reuse_graphs!r}')
 
     self._name = name
     self._receivers = receivers
@@ -232,6 +243,9 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
     # Best mode: the model_dir whose history was read, and the best result.
     self._history_dir: Optional[str] = None
     self._best_eval_result: Optional[Mapping[str, object]] = None
+    # reuse_graphs: the estimator last planned for, and that plan.
+    self._reuse_graphs = reuse_graphs
+    self._planned: Optional[tuple] = None
 
   @property
   def name(self) -> str:
@@ -284,8 +298,7 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
              per_mode.write_plan_per_mode)
     options = self._options.replace(checkpoint_path=checkpoint_path)
     try:
-      path = write(plan_lib.plan_export(estimator, export_path,
-                                        self._receivers, options), options)
+      path = write(self._plan(estimator, export_path, options), options)
     except errors.CheckpointNotFoundError as e:
       # The chief's checkpoint GC can delete an evaluated checkpoint before
       # its export; a later evaluation brings the next one.
@@ -298,6 +311,22 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
       self._best_eval_result = dict(eval_result)
     self.garbage_collect(export_path)
     return path
+
+  def _plan(self, estimator, export_path: str,
+            options: _options.ExportOptions) -> plan_lib.ExportPlan:
+    """The plan of this export, with the graphs of the last one if allowed."""
+    reuse = None
+    if self._reuse_graphs and self._planned is not None:
+      planned_for, last = self._planned
+      if planned_for is estimator:
+        reuse = last
+        logging.info('Exporter %r: reusing the graphs built for the first '
+                     'export (reuse_graphs=True)', self._name)
+    plan = plan_lib.plan_export(estimator, export_path, self._receivers,
+                                options, reuse=reuse)
+    if self._reuse_graphs:
+      self._planned = (estimator, plan)
+    return plan
 
   def garbage_collect(self, export_path: str
                      ) -> Optional[export_gc.GcResult]:

@@ -1,16 +1,18 @@
-"""docs/benchmarks/results.md is what the benchmark renders from its data.
+"""The benchmark pages in docs/benchmarks/ are what their data renders to.
 
 benchmarks/export_cost.py writes the measurements to results.json and renders
-results.md from them; a hand edit of a number in the page, or a page left over
-from another run, makes this test fail. Re-render with
-`python benchmarks/export_cost.py --render`.
+results.md from them; benchmarks/verify_cost.py does the same with
+verify.json and verify.md. A hand edit of a number in a page, or a page left
+over from another run, makes this test fail. Re-render with
+`python benchmarks/export_cost.py --render` (or verify_cost.py).
 """
 
-# bazel-data: //benchmarks:export_cost.py //docs:benchmarks/results.json //docs:benchmarks/results.md
+# bazel-data: //benchmarks:export_cost.py //benchmarks:verify_cost.py //docs:benchmarks/results.json //docs:benchmarks/results.md //docs:benchmarks/verify.json //docs:benchmarks/verify.md
 
 import importlib.util
 import json
 import os
+import sys
 
 from absl.testing import absltest
 
@@ -18,36 +20,56 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _OUT = os.path.join(_ROOT, 'docs', 'benchmarks')
 
 
-def _export_cost():
-  """benchmarks/export_cost.py as a module (benchmarks/ is no package)."""
-  path = os.path.join(_ROOT, 'benchmarks', 'export_cost.py')
-  spec = importlib.util.spec_from_file_location('export_cost', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+def _benchmark(name: str):
+  """benchmarks/<name>.py as a module (benchmarks/ is no package).
+
+  Registered in sys.modules: verify_cost imports export_cost by that name.
+  """
+  if name not in sys.modules:
+    path = os.path.join(_ROOT, 'benchmarks', f'{name}.py')
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+  return sys.modules[name]
+
+
+def _read(name: str) -> str:
+  with open(os.path.join(_OUT, name), encoding='utf-8') as f:
+    return f.read()
 
 
 class BenchmarkResultsTest(absltest.TestCase):
 
   def test_results_md_is_rendered_from_results_json(self):
-    export_cost = _export_cost()
-    with open(os.path.join(_OUT, 'results.json'), encoding='utf-8') as f:
-      data = json.load(f)
-    with open(os.path.join(_OUT, 'results.md'), encoding='utf-8') as f:
-      page = f.read()
+    export_cost = _benchmark('export_cost')
+    data = json.loads(_read('results.json'))
+    page = _read('results.md')
     tables = page.split(export_cost.BIG_HEADING)[0].rstrip('\n') + '\n'
     self.assertEqual(tables, export_cost.render_markdown(data),
                      'docs/benchmarks/results.md differs from results.json: '
                      'run python benchmarks/export_cost.py --render')
 
   def test_every_measured_size_is_in_the_page(self):
-    with open(os.path.join(_OUT, 'results.json'), encoding='utf-8') as f:
-      data = json.load(f)
-    with open(os.path.join(_OUT, 'results.md'), encoding='utf-8') as f:
-      page = f.read()
+    data = json.loads(_read('results.json'))
+    page = _read('results.md')
     for size, runs in data['sizes'].items():
       gib = runs['_meta']['ckpt_bytes'] / 2**30
       self.assertIn(f'| {gib:.2f} | package |', page, size)
+
+  def test_verify_md_is_rendered_from_verify_json(self):
+    verify_cost = _benchmark('verify_cost')
+    self.assertEqual(_read('verify.md'),
+                     verify_cost.render_markdown(
+                         json.loads(_read('verify.json'))),
+                     'docs/benchmarks/verify.md differs from verify.json: '
+                     'run python benchmarks/verify_cost.py --render')
+
+  def test_verify_json_holds_every_part(self):
+    data = json.loads(_read('verify.json'))
+    verify_cost = _benchmark('verify_cost')
+    self.assertCountEqual([p for p in verify_cost.PARTS if p in data],
+                          verify_cost.PARTS)
 
 
 if __name__ == '__main__':

@@ -1,7 +1,7 @@
 r"""The cost of `verify`, and of exports of one huge tensor and of 30 GiB.
 
-    python benchmarks/verify_cost.py --parts load_ratio,big_tensor,huge \
-        --work_dir /work/big --out docs/benchmarks/
+    python benchmarks/verify_cost.py --work_dir /tmp/vc_work \
+        --out docs/benchmarks/
 
 Three parts (`--parts`), each reusing export_cost.py's synthetic checkpoint,
 model and measured subprocesses:
@@ -49,7 +49,7 @@ flags.DEFINE_list('parts', ['load_ratio', 'big_tensor', 'huge'],
 flags.DEFINE_float('verify_gib', 3, 'load_ratio: checkpoint GiB.')
 flags.DEFINE_integer('big_rows', 16777216, 'big_tensor: embedding rows.')
 flags.DEFINE_float('huge_gib', 30, 'huge: checkpoint GiB.')
-flags.DEFINE_float('max_load_gib', 12, 'huge: verify --max_load_gib.')
+flags.DEFINE_float('huge_max_load_gib', 12, 'huge: the max_load_gib of verify.')
 # export_cost defines --repeats, --dim, --partitions, --rss_limit_gib,
 # --work_dir, --out, --render and --worker; this script uses them too.
 
@@ -238,14 +238,14 @@ def huge(work: str) -> Dict:
   loads = [_load_avg()]
   result = run_worker({'kind': 'verify_phases',
                        'export_dir': export['export_dir'],
-                       'max_load_gib': FLAGS.max_load_gib})
+                       'max_load_gib': FLAGS.huge_max_load_gib})
   print(result.get('report', 'killed'), flush=True)
   shutil.rmtree(os.path.join(work, 'export-huge'), ignore_errors=True)
   shutil.rmtree(common['model_dir'], ignore_errors=True)
   return {'rows': rows, 'partitions': partitions,
           'ckpt_bytes': common['ckpt_bytes'],
           'data_files': common['data_files'],
-          'max_load_gib': FLAGS.max_load_gib,
+          'max_load_gib': FLAGS.huge_max_load_gib,
           'export': _summary(export, 'export_seconds', 'variables_bytes'),
           'verify': _summary(result, 'verify_seconds', 'ok', 'checks',
                              'phases'),

@@ -193,7 +193,7 @@ def load_ratio(work: str) -> Dict:
   profile = run_worker({'kind': 'verify_phases', 'export_dir': export_dir})
   shutil.rmtree(os.path.dirname(export_dir), ignore_errors=True)
   shutil.rmtree(common['model_dir'], ignore_errors=True)
-  return {'rows': rows, 'ckpt_bytes': common['ckpt_bytes'],
+  return {'rows': rows, 'dim': FLAGS.dim, 'ckpt_bytes': common['ckpt_bytes'],
           'variables_bytes': export['variables_bytes'], 'runs': runs,
           'load_avg': loads,
           'profile': _summary(profile, 'verify_seconds', 'phases')}
@@ -219,7 +219,8 @@ def big_tensor(work: str) -> Dict:
   for name in ('export-big-package', 'export-big-stock'):
     shutil.rmtree(os.path.join(work, name), ignore_errors=True)
   shutil.rmtree(common['model_dir'], ignore_errors=True)
-  return {'rows': FLAGS.big_rows, 'ckpt_bytes': common['ckpt_bytes'],
+  return {'rows': FLAGS.big_rows, 'dim': FLAGS.dim,
+          'ckpt_bytes': common['ckpt_bytes'],
           'data_files': common['data_files'], 'method': method,
           'package_predict': _summary(ours, 'export_seconds',
                                       'variables_bytes'),
@@ -242,7 +243,7 @@ def huge(work: str) -> Dict:
   print(result.get('report', 'killed'), flush=True)
   shutil.rmtree(os.path.join(work, 'export-huge'), ignore_errors=True)
   shutil.rmtree(common['model_dir'], ignore_errors=True)
-  return {'rows': rows, 'partitions': partitions,
+  return {'rows': rows, 'dim': FLAGS.dim, 'partitions': partitions,
           'ckpt_bytes': common['ckpt_bytes'],
           'data_files': common['data_files'],
           'max_load_gib': FLAGS.huge_max_load_gib,
@@ -291,7 +292,8 @@ def _render_load_ratio(part) -> List[str]:
   lines = [f'## `verify` against one TF1 load of the `train` tag set '
            f'({part["ckpt_bytes"] / GIB:.2f} GiB checkpoint, 3 modes)', '',
            f'The export of export_cost.py\'s checkpoint (embedding '
-           f'{part["rows"]} x 64 float32 + 2 Adam slots), TRAIN+EVAL+PREDICT '
+           f'{part["rows"]} x {part.get("dim", 64)} float32 + 2 Adam slots), '
+           'TRAIN+EVAL+PREDICT '
            f'by link: `variables/` {part["variables_bytes"] / GIB:.2f} GiB. '
            '`verify` runs every check (crc32c of every tensor, each tag set '
            'loaded with the TF1 and the TF2 loader, every signature, one '
@@ -340,10 +342,11 @@ def _render_phases(phases) -> List[str]:
 
 def _render_big_tensor(part) -> List[str]:
   ours, stock = part['package_predict'], part['stock_predict']
-  tensor = part['rows'] * 64 * 4 / GIB
+  tensor = part['rows'] * part.get('dim', 64) * 4 / GIB
   lines = [f'## PREDICT-only export of one unpartitioned {tensor:.2f} GiB '
            'tensor', '',
-           f'Embedding {part["rows"]} x 64 float32 in one variable, trained '
+           f'Embedding {part["rows"]} x {part.get("dim", 64)} float32 in one '
+           'variable, trained '
            'with Adam: the checkpoint holds it and its two slots, '
            f'{part["ckpt_bytes"] / GIB:.2f} GiB in {part["data_files"]} data '
            'files (written one tensor per bundle, then merged, so that the '
@@ -381,7 +384,8 @@ def _render_huge(part) -> List[str]:
   lines = [f'## `verify --max_load_gib {part["max_load_gib"]:g}` of a '
            f'{part["ckpt_bytes"] / GIB:.2f} GiB export', '',
            f'export_cost.py\'s larger-than-RAM checkpoint: embedding '
-           f'{part["rows"]} x 64 float32 in {part["partitions"]} partitions + '
+           f'{part["rows"]} x {part.get("dim", 64)} float32 in '
+           f'{part["partitions"]} partitions + '
            f'2 Adam slots, {part["data_files"]} data files, exported '
            f'TRAIN+EVAL+PREDICT by link (export call '
            f'{part["export"]["export_seconds"]:.1f} s). Load average before '

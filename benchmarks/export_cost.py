@@ -176,13 +176,17 @@ def _slice_shape(spec, slice_spec):
 
 
 def write_synthetic_checkpoint(model_dir: str, rows: int, dim: int,
-                               partitions: int, step: int = 1000) -> str:
+                               partitions: int, step: int = 1000,
+                               bundle_per_tensor: bool = False) -> str:
   """Writes the TRAIN graph's entries with random values, one slice at a time.
 
   Unpartitioned: one SaveV2 of every tensor, one data shard, as the
   Estimator's own sharded Saver on one device writes it. Partitioned: one
   bundle per partition index, merged with MergeV2Checkpoints, so memory is
-  bounded by one partition of the embedding and its two slots.
+  bounded by one partition of the embedding and its two slots. With
+  `bundle_per_tensor`, one bundle per tensor (or slice), merged: memory is
+  bounded by the largest tensor (an unpartitioned embedding bigger than a
+  third of RAM).
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -195,14 +199,17 @@ def write_synthetic_checkpoint(model_dir: str, rows: int, dim: int,
       return np.array(step, np.int64)
     if spec.name.startswith('beta'):
       return np.array(0.9 ** step, np.float32)
-    return rng.random(shape, dtype=np.float32) - 0.5
+    values = rng.random(shape, dtype=np.float32)
+    values -= 0.5  # in place: a 4 GiB tensor takes 4 GiB, not 8
+    return values
 
   # Group slices by their index among the variable's partitions.
   groups: Dict[int, List] = {}
   for name in sorted(entries):
     spec = entries[name]
     for i, slice_spec in enumerate(spec.slices):
-      groups.setdefault(i, []).append((spec, slice_spec))
+      group = len(groups) if bundle_per_tensor else i
+      groups.setdefault(group, []).append((spec, slice_spec))
   prefix = os.path.join(model_dir, f'model.ckpt-{step}')
   os.makedirs(model_dir, exist_ok=True)
   parts = []
@@ -232,8 +239,9 @@ def worker(args: dict) -> dict:
   """Runs one contender; returns what the runner records."""
   kind = args['kind']
   if kind == 'write_checkpoint':
-    prefix = write_synthetic_checkpoint(args['model_dir'], args['rows'],
-                                        args['dim'], args['partitions'])
+    prefix = write_synthetic_checkpoint(
+        args['model_dir'], args['rows'], args['dim'], args['partitions'],
+        bundle_per_tensor=args.get('bundle_per_tensor', False))
     return {'prefix': prefix}
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import multimode_export  # pylint: disable=g-import-not-at-top
@@ -382,8 +390,9 @@ def _child_env():
   return env
 
 
-def run_worker(args: dict, **kwargs) -> Run:
-  return run([sys.executable, os.path.abspath(__file__),
+def run_worker(args: dict, script: str = __file__, **kwargs) -> Run:
+  """Runs `script --worker=<args>` (this file's `worker`, or another's)."""
+  return run([sys.executable, os.path.abspath(script),
               '--worker=' + json.dumps(args)], **kwargs)
 
 

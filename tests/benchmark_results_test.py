@@ -1,14 +1,16 @@
-"""docs/benchmarks/*.md are what the benchmarks render from their data.
+"""The benchmark pages in docs/benchmarks/ are what their data renders to.
 
 benchmarks/export_cost.py writes the measurements to results.json and renders
-results.md from them; benchmarks/small_model.py writes small_model.json and
-renders small_model.md. A hand edit of a number in a page, or a page left over
-from another run, makes this test fail. Re-render with
-`python benchmarks/export_cost.py --render` and
-`python benchmarks/small_model.py --sm_render`.
+results.md from them; benchmarks/small_model.py does the same with
+small_model.json and small_model.md, benchmarks/verify_cost.py with
+verify.json and verify.md. A hand edit of a number in a page, or a page left
+over from another run, makes this test fail. Re-render with
+`python benchmarks/export_cost.py --render`,
+`python benchmarks/small_model.py --sm_render` or
+`python benchmarks/verify_cost.py --render`.
 """
 
-# bazel-data: //benchmarks:export_cost.py //benchmarks:small_model.py //docs:benchmarks/results.json //docs:benchmarks/results.md //docs:benchmarks/small_model.json //docs:benchmarks/small_model.md
+# bazel-data: //benchmarks:export_cost.py //benchmarks:small_model.py //benchmarks:verify_cost.py //docs:benchmarks/results.json //docs:benchmarks/results.md //docs:benchmarks/small_model.json //docs:benchmarks/small_model.md //docs:benchmarks/verify.json //docs:benchmarks/verify.md
 
 import importlib.util
 import json
@@ -24,59 +26,67 @@ _OUT = os.path.join(_ROOT, 'docs', 'benchmarks')
 def _benchmark(name: str):
   """benchmarks/<name>.py as a module (benchmarks/ is no package).
 
-  Loaded once and registered under its name: small_model.py imports
-  export_cost, and their absl flags must be defined once.
+  Registered in sys.modules and loaded once: small_model.py and
+  verify_cost.py import export_cost by that name, and absl flags are defined
+  once per process.
   """
-  if name in sys.modules:
-    return sys.modules[name]
-  path = os.path.join(_ROOT, 'benchmarks', name + '.py')
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[name] = module
-  spec.loader.exec_module(module)
-  return module
+  if name not in sys.modules:
+    path = os.path.join(_ROOT, 'benchmarks', f'{name}.py')
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+  return sys.modules[name]
 
 
-def _export_cost():
-  return _benchmark('export_cost')
+def _read(name: str) -> str:
+  with open(os.path.join(_OUT, name), encoding='utf-8') as f:
+    return f.read()
 
 
 class BenchmarkResultsTest(absltest.TestCase):
 
   def test_results_md_is_rendered_from_results_json(self):
-    export_cost = _export_cost()
-    with open(os.path.join(_OUT, 'results.json'), encoding='utf-8') as f:
-      data = json.load(f)
-    with open(os.path.join(_OUT, 'results.md'), encoding='utf-8') as f:
-      page = f.read()
+    export_cost = _benchmark('export_cost')
+    data = json.loads(_read('results.json'))
+    page = _read('results.md')
     tables = page.split(export_cost.BIG_HEADING)[0].rstrip('\n') + '\n'
     self.assertEqual(tables, export_cost.render_markdown(data),
                      'docs/benchmarks/results.md differs from results.json: '
                      'run python benchmarks/export_cost.py --render')
 
   def test_every_measured_size_is_in_the_page(self):
-    with open(os.path.join(_OUT, 'results.json'), encoding='utf-8') as f:
-      data = json.load(f)
-    with open(os.path.join(_OUT, 'results.md'), encoding='utf-8') as f:
-      page = f.read()
+    data = json.loads(_read('results.json'))
+    page = _read('results.md')
     for size, runs in data['sizes'].items():
       gib = runs['_meta']['ckpt_bytes'] / 2**30
       self.assertIn(f'| {gib:.2f} | package |', page, size)
 
   def test_small_model_md_is_rendered_from_small_model_json(self):
     small_model = _benchmark('small_model')
-    with open(os.path.join(_OUT, 'small_model.json'), encoding='utf-8') as f:
-      data = json.load(f)
-    with open(os.path.join(_OUT, 'small_model.md'), encoding='utf-8') as f:
-      page = f.read()
-    self.assertEqual(page, small_model.render_markdown(data),
+    self.assertEqual(_read('small_model.md'),
+                     small_model.render_markdown(
+                         json.loads(_read('small_model.json'))),
                      'docs/benchmarks/small_model.md differs from '
                      'small_model.json: run python benchmarks/small_model.py '
                      '--sm_render')
 
   def test_results_md_links_the_small_model_page(self):
-    with open(os.path.join(_OUT, 'results.md'), encoding='utf-8') as f:
-      self.assertIn('(small_model.md)', f.read())
+    self.assertIn('(small_model.md)', _read('results.md'))
+
+  def test_verify_md_is_rendered_from_verify_json(self):
+    verify_cost = _benchmark('verify_cost')
+    self.assertEqual(_read('verify.md'),
+                     verify_cost.render_markdown(
+                         json.loads(_read('verify.json'))),
+                     'docs/benchmarks/verify.md differs from verify.json: '
+                     'run python benchmarks/verify_cost.py --render')
+
+  def test_verify_json_holds_every_part(self):
+    data = json.loads(_read('verify.json'))
+    verify_cost = _benchmark('verify_cost')
+    self.assertCountEqual([p for p in verify_cost.PARTS if p in data],
+                          verify_cost.PARTS)
 
 
 if __name__ == '__main__':

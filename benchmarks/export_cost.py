@@ -585,6 +585,11 @@ def render_markdown(data: Dict) -> str:
               'and its cost per evaluation in `train_and_evaluate` against '
               '`LatestExporter`: [small_model.md](small_model.md) '
               '(`benchmarks/small_model.py`).']
+  lines += ['', '## Verifying, and one huge tensor', '',
+            'What `verify` costs against one TF1 load, the PREDICT export of '
+            'one unpartitioned 4 GiB tensor, and `verify --max_load_gib` of a '
+            '30 GiB export: [verify.md](verify.md) '
+            '(`benchmarks/verify_cost.py`).']
   return '\n'.join(lines) + '\n'
 
 

@@ -71,8 +71,9 @@ class BenchmarkResultsTest(absltest.TestCase):
                      'small_model.json: run python benchmarks/small_model.py '
                      '--sm_render')
 
-  def test_results_md_links_the_small_model_page(self):
-    self.assertIn('(small_model.md)', _read('results.md'))
+  def test_results_md_links_the_other_pages(self):
+    for page in ('small_model.md', 'verify.md'):
+      self.assertIn(f'({page})', _read('results.md'))
 
   def test_verify_md_is_rendered_from_verify_json(self):
     verify_cost = _benchmark('verify_cost')

@@ -346,6 +346,16 @@ class TaskRuleTest(parameterized.TestCase, tf.test.TestCase):
     self.assertFalse(os.path.exists(base))
 
 
+def _files_under(path: str) -> dict:
+  """Relative file name -> bytes of every file under `path`."""
+  files = {}
+  for root, _, names in os.walk(path):
+    for name in names:
+      with open(os.path.join(root, name), 'rb') as f:
+        files[os.path.relpath(os.path.join(root, name), path)] = f.read()
+  return files
+
+
 class ReuseGraphsTest(tf.test.TestCase, parameterized.TestCase):
   """reuse_graphs: the model_fn runs at the first export only."""
 
@@ -388,6 +398,33 @@ class ReuseGraphsTest(tf.test.TestCase, parameterized.TestCase):
           self.assertEqual(ours, f.read(), name)
       assertions.assert_export_matches_checkpoint(self, call['path'],
                                                   call['checkpoint'])
+
+  def test_per_mode_layout_exports_what_a_fresh_export_writes(self):
+    model_dir = self.create_tempdir().full_path
+    calls = []
+    estimator = self._counting_estimator(model_dir, calls)
+    exporter = models.RecordingExporter(
+        'pm', receiver_fns.receiver_map(), exports_to_keep=None,
+        layout='per_mode')
+    _train_and_evaluate(estimator, exporter, max_steps=10)
+    made = [c for c in exporter.calls if c['path']]
+    self.assertEqual([c['global_step'] for c in made], [5, 10])
+    for call in made:
+      fresh = multimode_export.export_saved_models_per_mode(
+          estimator, self.create_tempdir().full_path,
+          receiver_fns.receiver_map(), checkpoint_path=call['checkpoint'])
+      self.assertLen(fresh, 3)
+      # One version number in every mode directory; the call returns serve's.
+      base = os.path.dirname(os.path.dirname(call['path']))
+      for mode, path in fresh.items():
+        mode_dir = os.path.basename(os.path.dirname(path))  # infer -> serve
+        ours = _files_under(os.path.join(base, mode_dir,
+                                         os.path.basename(call['path'])))
+        self.assertNotEqual(ours, {}, mode_dir)
+        theirs = _files_under(path)
+        self.assertCountEqual(ours, theirs, mode)
+        for name, content in ours.items():
+          self.assertEqual(content, theirs[name], f'{mode}/{name}')
 
   def test_another_estimator_gets_its_own_graphs(self):
     model_dir = self.create_tempdir().full_path

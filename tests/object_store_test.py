@@ -282,6 +282,20 @@ class S3ExportTest(_ExportPaths):
 class GcsExportTest(_ExportPaths):
   KIND = 'gcs'
 
+  def test_verify_and_inspect_read_a_large_variables_file(self):
+    # tensorflow-io 0.36.0's GCS reader crashes the process on a whole
+    # read() of an object over ~100 KB; verify's checksum scan of the
+    # variables data (4 MiB here) must read in bounded pieces that work.
+    model_dir = os.path.join(self.root, 'padded')
+    self.call('train', model_dir, 1, 4)
+    base = self.bucket + '/padded/exports'
+    path = self.call('export', model_dir, base, 'shared', 4)
+    data = self.call('sizes', path + '/variables')
+    self.assertGreater(data['variables.data-00000-of-00001'], 4 << 20)
+    report = self.call('verify', base)
+    self.assertTrue(report['ok'], report['text'])
+    self.assertIn(f'newest {os.path.basename(path)}', self.call('inspect', base))
+
 
 del _ExportPaths  # only its subclasses run
 

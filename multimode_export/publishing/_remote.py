@@ -15,7 +15,8 @@ linearizable single-object writes and listings, which S3 and GCS give):
 
 1. List the claims directory `<base>/CLAIMS_DIR/`; pick N above every
    version and every live claim.
-2. Write an empty claim object `CLAIMS_DIR/<N>.<attempt id>`.
+2. Write an empty claim object `CLAIMS_DIR/<N>.<attempt id>` (the id: the
+   staging directory's name, unique, ending with its creation time).
 3. List `CLAIMS_DIR/` again. If another claim for N is listed, delete ours
    and try a higher number after a random pause (both claimants may yield;
    one of them wins a later round).
@@ -179,7 +180,7 @@ def publish_version(path: str, export_dir_base: str) -> str:
     raise errors.PublishError(f'nothing staged in {path!r}', export_dir_base)
   # The staging directory's name is unique and ends with its creation
   # time: a claim named after it goes stale with it.
-  attempt = path.rstrip('/').rsplit('/', 1)[-1]
+  attempt = path.rstrip('/').rsplit('/', 1)[-1].lstrip('.')
   floor = 0
   for tries in range(1, _MAX_ATTEMPTS + 1):
     claim, version = _claim(export_dir_base, attempt, floor)

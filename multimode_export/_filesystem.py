@@ -103,11 +103,23 @@ def missing_dirs(path: str) -> List[str]:
 
 
 def walk_files(root: str) -> List[str]:
-  """Every file below `root` (any filesystem), as full paths."""
-  out = []
-  for dirpath, _, filenames in tf.io.gfile.walk(root):
-    out.extend(join(dirpath, f) for f in filenames)
-  return out
+  """Every file below `root` (any filesystem), as full paths.
+
+  One listing per directory and one `isdir` per entry: on S3 about half the
+  requests of `tf.io.gfile.walk`, which checks each directory twice more.
+  """
+  out, pending = [], [root]
+  while pending:
+    directory = pending.pop()
+    try:
+      names = tf.io.gfile.listdir(directory)
+    except tf.errors.NotFoundError:
+      continue
+    for name in names:
+      path = join(directory, name.rstrip('/'))
+      (pending if name.endswith('/') or tf.io.gfile.isdir(path)
+       else out).append(path)
+  return sorted(out)
 
 
 def rmtree_if_present(path: str) -> None:

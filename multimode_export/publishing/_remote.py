@@ -279,8 +279,12 @@ def _remove_quietly(path: str, only_if_no_files: bool = False) -> None:
 def remove_stale(export_dir_base: str, prefix: str,
                  roll_back: Callable[[str, str], None]) -> List[str]:
   """Removes staging directories older than STALE_AFTER_SECONDS."""
+  try:
+    names = tf.io.gfile.listdir(export_dir_base)
+  except (tf.errors.NotFoundError, tf.errors.FailedPreconditionError):
+    return []  # no base yet (or not a directory: refused elsewhere)
   removed = []
-  for name in tf.io.gfile.listdir(export_dir_base):
+  for name in names:
     name = name.rstrip('/')
     path = filesystem.join(export_dir_base, name)
     if name.startswith(prefix) and _is_stale(name):

@@ -105,8 +105,8 @@ def missing_dirs(path: str) -> List[str]:
 def walk_files(root: str) -> List[str]:
   """Every file below `root` (any filesystem), as full paths.
 
-  One listing per directory and one `isdir` per entry: on S3 about half the
-  requests of `tf.io.gfile.walk`, which checks each directory twice more.
+  One listing per directory and one `stat` per entry: on S3 fewer
+  requests than `tf.io.gfile.walk` (an `isdir` per entry).
   """
   out, pending = [], [root]
   while pending:
@@ -117,9 +117,17 @@ def walk_files(root: str) -> List[str]:
       continue
     for name in names:
       path = join(directory, name.rstrip('/'))
-      (pending if name.endswith('/') or tf.io.gfile.isdir(path)
-       else out).append(path)
+      (pending if name.endswith('/') or _is_dir(path) else out).append(path)
   return sorted(out)
+
+
+def _is_dir(path: str) -> bool:
+  # stat(), not isdir(): on S3 (tensorflow-io) isdir() makes twice the
+  # requests.
+  try:
+    return tf.io.gfile.stat(path).is_directory
+  except tf.errors.NotFoundError:
+    return False
 
 
 def rmtree_if_present(path: str) -> None:

@@ -8,6 +8,12 @@ import tensorflow as tf
 
 PathLike = Union[str, bytes, os.PathLike]
 
+# tensorflow-io 0.36.0's GCS reader crashes the process (double free,
+# segfault) on one large read() of an object over ~100 KB, or a large read
+# after small ones; reading front to back in equal pieces works
+# (tests/object_store_test.py). Remote files are read so.
+READ_PIECE_BYTES = 1 << 20
+
 
 def as_str(path: PathLike) -> str:
   """`path` (str, bytes or os.PathLike) as a str."""
@@ -119,6 +125,12 @@ def walk_files(root: str) -> List[str]:
       path = join(directory, name.rstrip('/'))
       (pending if name.endswith('/') or _is_dir(path) else out).append(path)
   return sorted(out)
+
+
+def read_bytes(path: str) -> bytes:
+  """The whole file at `path` (any filesystem), read in bounded pieces."""
+  with tf.io.gfile.GFile(path, 'rb') as f:
+    return b''.join(iter(lambda: f.read(READ_PIECE_BYTES), b''))
 
 
 def _is_dir(path: str) -> bool:

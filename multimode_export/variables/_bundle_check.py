@@ -27,11 +27,6 @@ from multimode_export import _filesystem as filesystem
 from multimode_export.variables import _bundle_index as bundle_index
 
 DEFAULT_BUFFER_BYTES = 8 << 20
-# tensorflow-io 0.36.0's GCS reader crashes the process (double free,
-# segfault) on a large read() that follows small ones, which reading entry
-# by entry does; reading front to back in equal pieces works
-# (tests/object_store_test.py). Remote shards are read so.
-_REMOTE_PIECE_BYTES = 1 << 20
 _STRING = tf.string.as_datatype_enum
 _VARIANT = tf.variant.as_datatype_enum
 
@@ -142,7 +137,8 @@ class _PieceReader:
 def _open(path: str):
   if filesystem.is_local(path):
     return open(filesystem.local_path(path), 'rb')  # pylint: disable=consider-using-with
-  return _PieceReader(path, _REMOTE_PIECE_BYTES)
+  # Not read entry by entry: see filesystem.READ_PIECE_BYTES.
+  return _PieceReader(path, filesystem.READ_PIECE_BYTES)
 
 
 def _read_extents(path: str, extents: List[Tuple[bytes, bundle_index.Entry]],

@@ -8,10 +8,11 @@ import tensorflow as tf
 
 PathLike = Union[str, bytes, os.PathLike]
 
-# tensorflow-io 0.36.0's GCS reader crashes the process (double free,
-# segfault) on one large read() of an object over ~100 KB, or a large read
-# after small ones; reading front to back in equal pieces works
-# (tests/object_store_test.py). Remote files are read so.
+# tensorflow-io 0.36.0's GCS reader crashed the process (double free,
+# segfault) on one large read() of an object over ~100 KB, or on a large
+# read after small ones; remote files are read front to back in bounded
+# pieces. (An intermittent crash on objects of a few MiB remains, in the
+# plugin: docs/object-stores.md.)
 READ_PIECE_BYTES = 1 << 20
 
 

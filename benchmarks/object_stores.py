@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
 from testing import object_stores  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _MODELS = (('small', 0), ('100 MiB', 100))
-_STAGING = ('.multimode-export-staging-', 'temp-')
+_STAGING = ('.multimode-export-staging-', '.multimode-export-claims', 'temp-')
 
 
 def _measure(worker, poller, action, model_dir, base, padding_mib, repeats,

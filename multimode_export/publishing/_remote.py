@@ -2,23 +2,51 @@
 
 `gs://`, `s3://`, `hdfs://`, `ram://`: renaming a directory there is a copy
 of each object, or not supported. The staging directory is written
-completely, then its files are renamed one by one into the version
-directory, `saved_model.pb` (or `.pbtxt`) last: a poller that treats a
-version as ready once `saved_model.pb` exists never sees a partial export.
-Each file is renamed without overwriting: a file already there means a
-concurrent exporter took that version, so this one moves its files back to
-staging and takes the next number. If a move fails, the files already moved
-are moved back. (On S3 a rename is a check-then-copy: two exporters that
-reach one version within the same instant can both copy the same file, so
-one exporter per base there; docs/object-stores.md.) There is no lock:
-leftover staging directories are removed once older than
-`STALE_AFTER_SECONDS`, their age read from their name.
+completely, then a version number is claimed, then the staged files are
+renamed one by one into the version directory, `saved_model.pb` (or
+`.pbtxt`) last: a poller that treats a version as ready once
+`saved_model.pb` exists never sees a partial export. If a move fails, the
+files already moved are moved back. There is no lock: leftover staging
+directories and claims are removed once older than `STALE_AFTER_SECONDS`,
+their age read from their name.
+
+Claiming a version (the store needs no conditional write, only
+linearizable single-object writes and listings, which S3 and GCS give):
+
+1. List the claims directory `<base>/CLAIMS_DIR/`; pick N above every
+   version and every live claim.
+2. Write an empty claim object `CLAIMS_DIR/<N>.<attempt id>` (the id: the
+   staging directory's name, unique, ending with its creation time).
+3. List `CLAIMS_DIR/` again. If another claim for N is listed, delete ours
+   and try a higher number after a random pause (both claimants may yield;
+   one of them wins a later round).
+4. Alone: check that `<base>/<N>` holds nothing (a writer that does not
+   claim, e.g. the stock export, or a claimant that finished and removed
+   its claim); only then move the files in. The claim is deleted once the
+   version is complete (or rolled back).
+
+Why at most one attempt can see itself alone for N: say A and B both claim
+N. Each writes its claim (W) and only once that write completed lists (L).
+If A's listing L_A does not show W_B, L_A took effect before W_B; W_A took
+effect before L_A began, so W_A precedes L_B and B's listing shows A's
+claim. B's listing misses it only if A deleted the claim first, which A
+does after its files are in `<base>/<N>` (or moved back out): B's check of
+`<base>/<N>`, after L_B, then finds them. So a claimed version receives the
+files of exactly one claimant; the per-file existence check of a rename is
+no longer needed (files are renamed with `overwrite=True`, saving two
+requests per file on S3): it never excluded anything the claim does not,
+and it cannot exclude a non-claiming writer either (a check-then-copy).
+
+Claims live under a name that is not all digits, so no poller takes them
+(or the claims directory) for a version. Not excluded: a writer that does
+not claim (stock) creating `<base>/<N>` after our step 4.
 """
 
 import contextlib
 import os
+import random
 import time
-from typing import Callable, Iterable, List, Sequence, Tuple
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 from absl import logging
@@ -28,10 +56,16 @@ from multimode_export import errors
 from multimode_export.publishing import _versions
 from multimode_export.saved_model import _format
 
-# Remote staging directories carry no lock; they are stale after this long.
+# Remote staging directories and claims carry no lock; stale after this long.
 STALE_AFTER_SECONDS = 24 * 3600.0
+# Where version claims live, under the base (not all digits: no version).
+CLAIMS_DIR = '.multimode-export-claims'
 # Retries when a concurrent exporter claims the version we picked.
 _MAX_ATTEMPTS = 100
+# Pause before the next claim after yielding one: random in [0, this * try).
+_YIELD_SECONDS = 0.05
+# Object stores: a "directory" is a prefix; no need to create one.
+_PREFIX_SCHEMES = ('s3://', 'gs://')
 
 
 def create_staging(export_dir_base: str, path: str) -> None:
@@ -46,45 +80,125 @@ def _protos_last(files: Iterable[str]) -> List[str]:
   return [f for f in files if f not in protos] + protos
 
 
-def _move(src: str, src_root: str, dst_root: str) -> None:
+def _needs_dirs(path: str) -> bool:
+  return not path.startswith(_PREFIX_SCHEMES)
+
+
+def _move(src: str, src_root: str, dst_root: str,
+          made: Optional[set] = None) -> None:
+  """Renames `src` to the same place under `dst_root` (claimed: overwrites).
+
+  `made`: directories already created by this move sequence, not created
+  again (no directory is created at all on object stores).
+  """
   dst = filesystem.join(dst_root, src[len(src_root):])
-  tf.io.gfile.makedirs(filesystem.parent(dst))
+  directory = filesystem.parent(dst)
+  if _needs_dirs(dst) and (made is None or directory not in made):
+    tf.io.gfile.makedirs(directory)
+    if made is not None:
+      made.add(directory)
   try:
-    tf.io.gfile.rename(src, dst, overwrite=False)
-  except tf.errors.AlreadyExistsError:
-    raise
+    tf.io.gfile.rename(src, dst, overwrite=True)
   except tf.errors.OpError:
     if tf.io.gfile.exists(dst) and not tf.io.gfile.exists(src):
       return  # the rename happened although it reported an error
     raise
 
 
-def publish_version(path: str, export_dir_base: str) -> str:
-  """Moves the staged files into the next version, protos last; returns it.
+def _claim_number(name: str) -> Optional[int]:
+  number = name.split('.', 1)[0]
+  return int(number) if number.isdigit() else None
 
-  Every file is renamed without overwriting. A file that already exists in
-  the version means a concurrent exporter took that number: the files moved
-  so far go back to staging and the next number is tried. Only files this
-  export moved are ever removed or moved back.
+
+def _live_claims(claims_dir: str) -> List[str]:
+  """The claim names in `claims_dir`; stale ones are removed and left out."""
+  try:
+    names = [n.rstrip('/') for n in tf.io.gfile.listdir(claims_dir)]
+  except tf.errors.NotFoundError:
+    return []
+  live = []
+  for name in names:
+    if _is_stale(name):
+      logging.info('Removing the version claim of a dead export: %s', name)
+      _unclaim(filesystem.join(claims_dir, name))
+    else:
+      live.append(name)
+  return live
+
+
+def _unclaim(claim: str) -> None:
+  """Deletes a claim object (retried once; a claim left over goes stale)."""
+  for retry in (True, False):
+    try:
+      tf.io.gfile.remove(claim)
+      return
+    except tf.errors.NotFoundError:
+      return
+    except tf.errors.OpError as e:
+      if not retry:
+        logging.warning('Could not remove the claim %s: %s', claim, e)
+
+
+def _claim(export_dir_base: str, attempt: str,
+           floor: int) -> Tuple[Optional[str], int]:
+  """Claims a version number >= `floor` (see the module docstring).
+
+  Returns:
+    (the claim object, the version) if this attempt alone claimed a free
+    version; else (None, the lowest number the next attempt may take).
+  """
+  claims_dir = filesystem.join(export_dir_base, CLAIMS_DIR)
+  claimed = [_claim_number(n) for n in _live_claims(claims_dir)]
+  version = max([floor, _versions.next_version([export_dir_base])] +
+                [n + 1 for n in claimed if n is not None])
+  name = f'{version}.{attempt}'
+  claim = filesystem.join(claims_dir, name)
+  try:
+    with tf.io.gfile.GFile(claim, 'wb') as f:
+      f.write(b'')
+    rivals = [n for n in _live_claims(claims_dir)
+              if n != name and _claim_number(n) == version]
+    taken = rivals or tf.io.gfile.exists(
+        _versions.version_dir(export_dir_base, version))
+  except BaseException:
+    _unclaim(claim)
+    raise
+  if taken:
+    _unclaim(claim)
+    return None, version + 1
+  return claim, version
+
+
+def publish_version(path: str, export_dir_base: str) -> str:
+  """Claims the next version, moves the staged files into it, protos last.
+
+  Returns the version directory. Only files this export moved are ever
+  removed or moved back; the claim is deleted in every case.
   """
   order = _protos_last(filesystem.walk_files(path))
   if not order:
     raise errors.PublishError(f'nothing staged in {path!r}', export_dir_base)
-  for _ in range(_MAX_ATTEMPTS):
-    final = _versions.version_dir(
-        export_dir_base, _versions.next_version([export_dir_base]))
-    existed = tf.io.gfile.exists(final)
-    moved = []
+  # The staging directory's name is unique and ends with its creation
+  # time: a claim named after it goes stale with it.
+  attempt = path.rstrip('/').rsplit('/', 1)[-1].lstrip('.')
+  floor = 0
+  for tries in range(1, _MAX_ATTEMPTS + 1):
+    claim, version = _claim(export_dir_base, attempt, floor)
+    if claim is None:
+      floor = version
+      time.sleep(random.uniform(0, _YIELD_SECONDS * tries))
+      continue
+    final = _versions.version_dir(export_dir_base, version)
+    moved, made = [], set()
     try:
       for src in order:
-        _move(src, path, final)
+        _move(src, path, final, made)
         moved.append(src)
-    except tf.errors.AlreadyExistsError:
-      _move_back(moved, path, final, existed)
-      continue  # a concurrent exporter claimed this version first
     except BaseException:
-      _move_back(moved, path, final, existed)
+      _move_back(moved, path, final)
       raise
+    finally:
+      _unclaim(claim)
     _remove_quietly(path)  # what is left of it: empty directories, if any
     return final
   raise errors.PublishError(
@@ -92,17 +206,18 @@ def publish_version(path: str, export_dir_base: str) -> str:
       f'{_MAX_ATTEMPTS} attempts', export_dir_base)
 
 
-def _move_back(moved: Sequence[str], path: str, final: str,
-               existed: bool) -> None:
-  """Returns this export's files from `final` to staging, newest first."""
+def _move_back(moved: Sequence[str], path: str, final: str) -> None:
+  """Returns this export's files from `final` to staging, newest first.
+
+  The version was claimed and empty before: whatever is left of it is ours.
+  """
   for src in reversed(moved):
     dst = filesystem.join(final, src[len(path):])
     try:
       tf.io.gfile.rename(dst, src, overwrite=False)
     except tf.errors.OpError as e:
       logging.warning('Could not move %s back to %s: %s', dst, src, e)
-  if not existed:
-    _remove_quietly(final, only_if_no_files=True)
+  _remove_quietly(final, only_if_no_files=True)
 
 
 def move_dirs(moves: Sequence[Tuple[str, str]]) -> None:
@@ -164,8 +279,12 @@ def _remove_quietly(path: str, only_if_no_files: bool = False) -> None:
 def remove_stale(export_dir_base: str, prefix: str,
                  roll_back: Callable[[str, str], None]) -> List[str]:
   """Removes staging directories older than STALE_AFTER_SECONDS."""
+  try:
+    names = tf.io.gfile.listdir(export_dir_base)
+  except (tf.errors.NotFoundError, tf.errors.FailedPreconditionError):
+    return []  # no base yet (or not a directory: refused elsewhere)
   removed = []
-  for name in tf.io.gfile.listdir(export_dir_base):
+  for name in names:
     name = name.rstrip('/')
     path = filesystem.join(export_dir_base, name)
     if name.startswith(prefix) and _is_stale(name):

@@ -132,7 +132,9 @@ def remove_stale_staging(export_dir_base: str) -> List[str]:
   through publishing it (`_group.roll_back`). Best effort: a directory that
   cannot be removed is logged and skipped.
   """
-  if not tf.io.gfile.isdir(export_dir_base):
+  # Remotely no isdir() first (two requests on S3): remove_stale lists.
+  if filesystem.is_local(export_dir_base) and not os.path.isdir(
+      filesystem.local_path(export_dir_base)):
     return []
   return _protocol(export_dir_base).remove_stale(
       export_dir_base, STAGING_PREFIX, _group.roll_back)

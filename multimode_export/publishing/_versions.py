@@ -27,10 +27,11 @@ def version_numbers(export_dir_base: str) -> List[int]:
   Includes versions still being published file by file on a remote
   filesystem (see `complete_versions` for those a reader may use).
   """
-  if not tf.io.gfile.isdir(export_dir_base):
+  try:  # no isdir() first: on S3 that is two requests more
+    names = tf.io.gfile.listdir(export_dir_base)
+  except tf.errors.NotFoundError:
     return []
-  return sorted(int(n.rstrip('/')) for n in tf.io.gfile.listdir(export_dir_base)
-                if is_version(n))
+  return sorted(int(n.rstrip('/')) for n in names if is_version(n))
 
 
 def complete_versions(export_dir_base: str) -> List[int]:

@@ -96,8 +96,7 @@ def _read_proto_file(export_dir: str) -> Optional[Tuple[str, bytes]]:
     path = filesystem.join(export_dir, name)
     # Read, not exists(): ram:// says any prefix of a file name exists.
     try:
-      with tf.io.gfile.GFile(path, 'rb') as f:
-        return path, f.read()
+      return path, filesystem.read_bytes(path)
     except tf.errors.NotFoundError:
       continue
   return None

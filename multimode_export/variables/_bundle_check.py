@@ -94,10 +94,51 @@ def _elements(entry: bundle_index.Entry) -> int:
   return int(np.prod([d.size for d in entry.shape.dim], dtype=np.int64))
 
 
+class _PieceReader:
+  """A file read front to back in pieces of one size, whatever is asked.
+
+  `read(n)` and forward `seek` are served from those pieces.
+  """
+
+  def __init__(self, path: str, piece_bytes: int):
+    self._file = tf.io.gfile.GFile(path, 'rb')
+    self._piece_bytes = piece_bytes
+    self._buffer = b''
+    self._position = 0  # of the first buffered byte
+
+  def read(self, size: int) -> bytes:
+    parts, wanted = [self._buffer], size - len(self._buffer)
+    while wanted > 0:
+      piece = self._file.read(self._piece_bytes)
+      if not piece:
+        break
+      parts.append(piece)
+      wanted -= len(piece)
+    data = b''.join(parts)
+    out, self._buffer = data[:size], data[size:]
+    self._position += len(out)
+    return out
+
+  def seek(self, offset: int) -> None:
+    if offset < self._position:
+      raise ValueError(f'offset: expected >= {self._position} (forward '
+                       f'only), got {offset}')
+    while self._position < offset and self.read(
+        min(self._piece_bytes, offset - self._position)):
+      pass
+
+  def __enter__(self) -> '_PieceReader':
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self._file.close()
+
+
 def _open(path: str):
   if filesystem.is_local(path):
     return open(filesystem.local_path(path), 'rb')  # pylint: disable=consider-using-with
-  return tf.io.gfile.GFile(path, 'rb')
+  # Not read entry by entry: see filesystem.READ_PIECE_BYTES.
+  return _PieceReader(path, filesystem.READ_PIECE_BYTES)
 
 
 def _read_extents(path: str, extents: List[Tuple[bytes, bundle_index.Entry]],

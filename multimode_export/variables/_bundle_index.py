@@ -36,6 +36,8 @@ import google_crc32c
 import tensorflow as tf
 from tensorflow.core.protobuf import tensor_bundle_pb2
 
+from multimode_export import _filesystem as filesystem
+
 _FOOTER_BYTES = 48
 _HANDLES_BYTES = 40
 _MAGIC = 0xdb4775248b80fb57
@@ -171,8 +173,7 @@ def parse(index: bytes) -> Tuple[Header, Dict[bytes, Entry]]:
 
 def read(index_path: str) -> Tuple[Header, Dict[bytes, Entry]]:
   """Reads and parses the `.index` file at `index_path` (any filesystem)."""
-  with tf.io.gfile.GFile(index_path, 'rb') as f:
-    return parse(f.read())
+  return parse(filesystem.read_bytes(index_path))
 
 
 class _BlockBuilder:

@@ -122,7 +122,12 @@ def _data_files(prefix: str) -> Tuple[str, ...]:
     raise errors.CheckpointReadError(prefix, f'index {index!r}: {e}') from e
   count = header.num_shards
   shards = tuple(f'{prefix}.data-{i:05d}-of-{count:05d}' for i in range(count))
-  missing = [s for s in shards if not tf.io.gfile.exists(s)]
+  sizes, missing = {}, []
+  for shard in shards:  # one stat per shard (no exists() first: requests)
+    try:
+      sizes[shard] = tf.io.gfile.stat(shard).length
+    except tf.errors.NotFoundError:
+      missing.append(shard)
   if missing:
     raise errors.CheckpointReadError(
         prefix, f'data shard(s) missing: {", ".join(map(repr, missing))} '
@@ -131,7 +136,7 @@ def _data_files(prefix: str) -> Tuple[str, ...]:
     if shard_id >= count:
       raise errors.CheckpointReadError(
           prefix, f'index {index!r} points into shard {shard_id} of {count}')
-    size = tf.io.gfile.stat(shards[shard_id]).length
+    size = sizes[shards[shard_id]]
     if size < needed:
       raise errors.CheckpointReadError(
           prefix, f'data shard {shards[shard_id]!r} is truncated: {size} '

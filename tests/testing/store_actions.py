@@ -109,6 +109,24 @@ def timed(name: str, *args, **kwargs) -> Dict[str, object]:
   return {'result': result, 'seconds': time.perf_counter() - start}
 
 
+def export_when_released(model_dir: str, base: str,
+                         release_file: str) -> Dict[str, str]:
+  """Waits until `release_file` (local) exists, then exports into `base`.
+
+  Returns:
+    {'path': the version} or {'error': the exception's class name}: a
+    racing export may raise, and the caller counts both outcomes.
+  """
+  estimator = _estimator(model_dir)
+  while not os.path.exists(release_file):
+    time.sleep(0.001)
+  try:
+    return {'path': multimode_export.export_all_saved_models(
+        estimator, base, receiver_fns.receiver_map())}
+  except multimode_export.Error as e:
+    return {'error': type(e).__name__}
+
+
 def export_loop(model_dir: str, base: str) -> None:
   """Exports into `base` again and again, until the process is killed."""
   estimator = _estimator(model_dir)

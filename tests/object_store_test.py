@@ -223,13 +223,23 @@ class S3FaultTest(_StoreTest):
           f'{len(leftovers)} staging objects left (removed once stale)')
 
   def test_racing_exporters_claim_distinct_versions(self):
-    # EXPORTERS processes released together into one base, ROUNDS times,
-    # while a poller lists the base like a model server.
+    self._race('shared')
+
+  def test_racing_per_mode_groups_claim_distinct_versions(self):
+    self._race('per_mode')
+
+  def _race(self, layout):
+    """EXPORTERS processes released together into one base, ROUNDS times,
+    while a poller lists the (serve) versions like a model server."""
     exporters, rounds = 4, int(os.environ.get(
         'MULTIMODE_EXPORT_RACE_ROUNDS', '2'))
-    base = self.bucket + '/model/exports'
+    base = f'{self.bucket}/{layout}/exports'
     self.proxy.arm(None)
-    complete = self.call('sizes', self.call('export', self.model_dir, base))
+    first = self.call('export', self.model_dir, base, layout)
+    # mode directory -> the files of a complete version
+    paths = {'': first} if layout == 'shared' else first
+    complete = {os.path.dirname(p)[len(base):]: self.call('sizes', p)
+                for p in paths.values()}
     env = self.server.client_env()  # straight to the server, no proxy
     workers = [object_stores.Worker(
         env, log_path=os.path.join(self.root, f'race-{i}.log'), wait=False)
@@ -238,41 +248,48 @@ class S3FaultTest(_StoreTest):
       self.addCleanup(worker.close)
       worker.wait_ready()
     poller, racers = workers[0], workers[1:]
-    stop = os.path.join(self.root, 'stop')
+    stop = os.path.join(self.root, f'stop-{layout}')
     returned, raised = [], []
-    poller.send('versions_seen', base, stop)
+    served = base if layout == 'shared' else base + '/serve'
+    poller.send('versions_seen', served, stop)
     for n in range(rounds):
-      release = os.path.join(self.root, f'release-{n}')
+      release = os.path.join(self.root, f'release-{layout}-{n}')
       for worker in racers:
-        worker.send('export_when_released', self.model_dir, base, release)
+        worker.send('export_when_released', self.model_dir, base, release,
+                    layout)
       time.sleep(1.0)  # every racer is waiting on the release file
       with open(release, 'w'):
         pass
       for worker in racers:
         outcome = worker.receive()
-        (returned if 'path' in outcome else raised).append(
-            outcome.get('path') or outcome['error'])
+        if 'path' in outcome:
+          path = outcome['path']
+          returned.append(os.path.basename(
+              path if layout == 'shared' else path['infer']))
+        else:
+          raised.append(outcome['error'])
     with open(stop, 'w'):
       pass
     seen = poller.receive()
     self.assertLen(returned + raised, rounds * exporters)
     self.assertLen(set(returned), len(returned), returned)
-    versions = self.versions(base)
-    self.assertEqual(sorted(versions), sorted(
-        n for n in self.call('listdir', base) if n.isdigit()))
-    self.assertLen(versions, 1 + len(returned))
-    for path in returned:
-      self.assertIn(os.path.basename(path), versions)
-    for version, files in versions.items():
-      self.assertEqual(files, complete, version)
+    for mode_dir, files in complete.items():
+      versions = self.versions(base + mode_dir)
+      self.assertEqual(sorted(versions), sorted(
+          n for n in self.call('listdir', base + mode_dir) if n.isdigit()))
+      self.assertCountEqual(
+          versions, returned + [os.path.basename(paths[next(iter(paths))])])
+      for version, found in versions.items():
+        self.assertEqual(found, files, f'{mode_dir}/{version}')
     self.assertEqual(seen['incomplete'], [])
     self.assert_no_staging_left()
-    print(f'\n{rounds} rounds of {exporters} racing exporters: '
+    print(f'\n{layout}: {rounds} rounds of {exporters} racing exporters: '
           f'{len(returned)} published distinct versions, {len(raised)} '
-          f'raised {sorted(set(raised))}; {len(versions)} complete versions '
-          f'in the base; poller: {seen["polls"]} listings, '
-          f'{len(seen["seen"])} versions seen, {len(seen["incomplete"])} '
-          'incomplete; staging or claim objects left: 0')
+          f'raised {sorted(set(raised))}; {1 + len(returned)} complete '
+          f'versions in each of {len(complete)} version directories; '
+          f'poller: {seen["polls"]} listings, {len(seen["seen"])} versions '
+          f'seen, {len(seen["incomplete"])} incomplete; staging or claim '
+          'objects left: 0')
 
 
 class S3ExportTest(_ExportPaths):

@@ -1,10 +1,10 @@
 """Publishing a per-mode group: every mode of one export under one version.
 
-Every mode is staged completely in one staging directory; then, under the
-base lock (local), one version number is chosen above every version of every
-mode directory, a journal naming it is written into the staging directory,
-and each mode is moved to `<export_dir_base>/<mode dir>/<version>` in the
-order TRAIN, EVAL, PREDICT (local: one rename each; remote: file by file,
+Every mode is staged completely in one staging directory; then one version
+number is chosen above every version of every mode directory (local: under
+the base lock; remote: claimed, see `_remote`), a journal naming it is
+written into the staging directory, and each mode is moved to
+`<export_dir_base>/<mode dir>/<version>` in the order TRAIN, EVAL, PREDICT (local: one rename each; remote: file by file,
 protos last). A failed move moves the others back. An exporter killed
 between two moves leaves its journal behind, and the next export in the same
 base unpublishes that incomplete group (`roll_back`) before it publishes.
@@ -13,7 +13,7 @@ base unpublishes that incomplete group (`roll_back`) before it publishes.
 import contextlib
 import json
 import os
-from typing import Dict, Iterable, Sequence
+from typing import Dict, Iterable, Iterator, Sequence
 
 import tensorflow as tf
 from absl import logging
@@ -50,10 +50,13 @@ def publish_group(staging_path: str, export_dir_base: str,
     errors.PublishError: a move failed (already rolled back).
   """
   base = export_dir_base
-  move_dirs = _local.move_dirs if filesystem.is_local(base) else _remote.move_dirs
-  with _lock.base_lock(base):
-    version = _versions.next_version(
-        [filesystem.join(base, r) for r in reserved])
+  bases = [filesystem.join(base, r) for r in reserved]
+  if filesystem.is_local(base):
+    move_dirs, choice = _local.move_dirs, _locked_next_version(base, bases)
+  else:
+    move_dirs = _remote.move_dirs
+    choice = _remote.claimed_version(base, bases, staging_path)
+  with choice as version:
     with tf.io.gfile.GFile(filesystem.join(staging_path, JOURNAL), 'w') as f:
       f.write(json.dumps({'version': version, 'names': list(names)}))
     finals = {n: _versions.version_dir(filesystem.join(base, n), version)
@@ -67,6 +70,13 @@ def publish_group(staging_path: str, export_dir_base: str,
   logging.info('Export group published as version %d of %s under %s',
                version, list(names), base)
   return finals
+
+
+@contextlib.contextmanager
+def _locked_next_version(base: str, bases: Sequence[str]) -> Iterator[int]:
+  """The next version above every one in `bases`, under the base lock."""
+  with _lock.base_lock(base):
+    yield _versions.next_version(bases)
 
 
 def roll_back(export_dir_base: str, staging_path: str) -> None:

@@ -46,7 +46,8 @@ import contextlib
 import os
 import random
 import time
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+from typing import (Callable, Iterable, Iterator, List, Optional, Sequence,
+                    Tuple)
 
 import tensorflow as tf
 from absl import logging
@@ -139,9 +140,16 @@ def _unclaim(claim: str) -> None:
         logging.warning('Could not remove the claim %s: %s', claim, e)
 
 
-def _claim(export_dir_base: str, attempt: str,
+def _claim(export_dir_base: str, version_bases: Sequence[str], attempt: str,
            floor: int) -> Tuple[Optional[str], int]:
   """Claims a version number >= `floor` (see the module docstring).
+
+  Args:
+    export_dir_base: where the claims live.
+    version_bases: the directories whose versions the number must exceed
+      and whose `<N>` must hold nothing (a per-mode group: every mode's).
+    attempt: this export's unique name.
+    floor: the lowest number to take.
 
   Returns:
     (the claim object, the version) if this attempt alone claimed a free
@@ -149,7 +157,7 @@ def _claim(export_dir_base: str, attempt: str,
   """
   claims_dir = filesystem.join(export_dir_base, CLAIMS_DIR)
   claimed = [_claim_number(n) for n in _live_claims(claims_dir)]
-  version = max([floor, _versions.next_version([export_dir_base])] +
+  version = max([floor, _versions.next_version(version_bases)] +
                 [n + 1 for n in claimed if n is not None])
   name = f'{version}.{attempt}'
   claim = filesystem.join(claims_dir, name)
@@ -158,8 +166,9 @@ def _claim(export_dir_base: str, attempt: str,
       f.write(b'')
     rivals = [n for n in _live_claims(claims_dir)
               if n != name and _claim_number(n) == version]
-    taken = rivals or tf.io.gfile.exists(
-        _versions.version_dir(export_dir_base, version))
+    taken = rivals or any(
+        tf.io.gfile.exists(_versions.version_dir(b, version))
+        for b in version_bases)
   except BaseException:
     _unclaim(claim)
     raise
@@ -167,6 +176,42 @@ def _claim(export_dir_base: str, attempt: str,
     _unclaim(claim)
     return None, version + 1
   return claim, version
+
+
+@contextlib.contextmanager
+def claimed_version(export_dir_base: str, version_bases: Sequence[str],
+                    staging_path: str) -> Iterator[int]:
+  """Claims a free version number for the body; the claim goes at its end.
+
+  Args:
+    export_dir_base: where the claims live.
+    version_bases: the directories the version is published in.
+    staging_path: the export's staging directory (its unique name, which
+      ends with its creation time, names the claim: a claim goes stale with
+      its staging directory).
+
+  Yields:
+    The version number, which no other claiming exporter can hold.
+
+  Raises:
+    errors.PublishError: no number could be claimed in `_MAX_ATTEMPTS`.
+  """
+  attempt = staging_path.rstrip('/').rsplit('/', 1)[-1].lstrip('.')
+  floor = 0
+  for tries in range(1, _MAX_ATTEMPTS + 1):
+    claim, version = _claim(export_dir_base, version_bases, attempt, floor)
+    if claim is not None:
+      break
+    floor = version
+    time.sleep(random.uniform(0, _YIELD_SECONDS * tries))
+  else:
+    raise errors.PublishError(
+        f'could not claim a new version under {export_dir_base!r} after '
+        f'{_MAX_ATTEMPTS} attempts', export_dir_base)
+  try:
+    yield version
+  finally:
+    _unclaim(claim)
 
 
 def publish_version(path: str, export_dir_base: str) -> str:
@@ -178,16 +223,7 @@ def publish_version(path: str, export_dir_base: str) -> str:
   order = _protos_last(filesystem.walk_files(path))
   if not order:
     raise errors.PublishError(f'nothing staged in {path!r}', export_dir_base)
-  # The staging directory's name is unique and ends with its creation
-  # time: a claim named after it goes stale with it.
-  attempt = path.rstrip('/').rsplit('/', 1)[-1].lstrip('.')
-  floor = 0
-  for tries in range(1, _MAX_ATTEMPTS + 1):
-    claim, version = _claim(export_dir_base, attempt, floor)
-    if claim is None:
-      floor = version
-      time.sleep(random.uniform(0, _YIELD_SECONDS * tries))
-      continue
+  with claimed_version(export_dir_base, [export_dir_base], path) as version:
     final = _versions.version_dir(export_dir_base, version)
     moved, made = [], set()
     try:
@@ -197,13 +233,8 @@ def publish_version(path: str, export_dir_base: str) -> str:
     except BaseException:
       _move_back(moved, path, final)
       raise
-    finally:
-      _unclaim(claim)
-    _remove_quietly(path)  # what is left of it: empty directories, if any
-    return final
-  raise errors.PublishError(
-      f'could not claim a new version under {export_dir_base!r} after '
-      f'{_MAX_ATTEMPTS} attempts', export_dir_base)
+  _remove_quietly(path)  # what is left of it: empty directories, if any
+  return final
 
 
 def _move_back(moved: Sequence[str], path: str, final: str) -> None:

@@ -109,20 +109,21 @@ def timed(name: str, *args, **kwargs) -> Dict[str, object]:
   return {'result': result, 'seconds': time.perf_counter() - start}
 
 
-def export_when_released(model_dir: str, base: str,
-                         release_file: str) -> Dict[str, str]:
+def export_when_released(model_dir: str, base: str, release_file: str,
+                         layout: str = 'shared') -> Dict[str, object]:
   """Waits until `release_file` (local) exists, then exports into `base`.
 
   Returns:
-    {'path': the version} or {'error': the exception's class name}: a
-    racing export may raise, and the caller counts both outcomes.
+    {'path': what `export` returns} or {'error': the exception's class
+    name}: a racing export may raise, and the caller counts both outcomes.
   """
   estimator = _estimator(model_dir)
   while not os.path.exists(release_file):
     time.sleep(0.001)
   try:
-    return {'path': multimode_export.export_all_saved_models(
-        estimator, base, receiver_fns.receiver_map())}
+    function = (multimode_export.export_all_saved_models if layout == 'shared'
+                else multimode_export.export_saved_models_per_mode)
+    return {'path': function(estimator, base, receiver_fns.receiver_map())}
   except multimode_export.Error as e:
     return {'error': type(e).__name__}
 

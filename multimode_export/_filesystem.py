@@ -27,6 +27,12 @@ def is_local(path: str) -> bool:
   return '://' not in path or path.startswith('file://')
 
 
+def is_object_store(path: str) -> bool:
+  """Whether `path` is on S3 or GCS, where a "directory" is only a prefix
+  of object names: nothing to create before writing below it."""
+  return path.startswith(('s3://', 'gs://'))
+
+
 def local_path(path: str) -> str:
   """A local path without its optional file:// scheme."""
   return path[len('file://'):] if path.startswith('file://') else path

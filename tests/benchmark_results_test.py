@@ -62,26 +62,24 @@ class BenchmarkResultsTest(absltest.TestCase):
       gib = runs['_meta']['ckpt_bytes'] / 2**30
       self.assertIn(f'| {gib:.2f} | package |', page, size)
 
+  def _assert_rendered(self, page: str, script: str, render_flag: str):
+    """docs/benchmarks/<page>.md is what benchmarks/<script>.py renders
+    from <page>.json."""
+    self.assertEqual(_read(f'{page}.md'),
+                     _benchmark(script).render_markdown(
+                         json.loads(_read(f'{page}.json'))),
+                     f'docs/benchmarks/{page}.md differs from {page}.json: '
+                     f'run python benchmarks/{script}.py {render_flag}')
+
   def test_small_model_md_is_rendered_from_small_model_json(self):
-    small_model = _benchmark('small_model')
-    self.assertEqual(_read('small_model.md'),
-                     small_model.render_markdown(
-                         json.loads(_read('small_model.json'))),
-                     'docs/benchmarks/small_model.md differs from '
-                     'small_model.json: run python benchmarks/small_model.py '
-                     '--sm_render')
+    self._assert_rendered('small_model', 'small_model', '--sm_render')
 
   def test_results_md_links_the_other_pages(self):
     for page in ('small_model.md', 'verify.md'):
       self.assertIn(f'({page})', _read('results.md'))
 
   def test_verify_md_is_rendered_from_verify_json(self):
-    verify_cost = _benchmark('verify_cost')
-    self.assertEqual(_read('verify.md'),
-                     verify_cost.render_markdown(
-                         json.loads(_read('verify.json'))),
-                     'docs/benchmarks/verify.md differs from verify.json: '
-                     'run python benchmarks/verify_cost.py --render')
+    self._assert_rendered('verify', 'verify_cost', '--render')
 
   def test_verify_json_holds_every_part(self):
     data = json.loads(_read('verify.json'))

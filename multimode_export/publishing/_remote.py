@@ -65,8 +65,6 @@ CLAIMS_DIR = '.multimode-export-claims'
 _MAX_ATTEMPTS = 100
 # Pause before the next claim after yielding one: random in [0, this * try).
 _YIELD_SECONDS = 0.05
-# Object stores: a "directory" is a prefix; no need to create one.
-_PREFIX_SCHEMES = ('s3://', 'gs://')
 
 
 def create_staging(export_dir_base: str, path: str) -> None:
@@ -81,12 +79,7 @@ def _protos_last(files: Iterable[str]) -> List[str]:
   return [f for f in files if f not in protos] + protos
 
 
-def _needs_dirs(path: str) -> bool:
-  return not path.startswith(_PREFIX_SCHEMES)
-
-
-def _move(src: str, src_root: str, dst_root: str,
-          made: Optional[set] = None) -> None:
+def _move(src: str, src_root: str, dst_root: str, made: set) -> None:
   """Renames `src` to the same place under `dst_root` (claimed: overwrites).
 
   `made`: directories already created by this move sequence, not created
@@ -94,10 +87,9 @@ def _move(src: str, src_root: str, dst_root: str,
   """
   dst = filesystem.join(dst_root, src[len(src_root):])
   directory = filesystem.parent(dst)
-  if _needs_dirs(dst) and (made is None or directory not in made):
+  if not filesystem.is_object_store(dst) and directory not in made:
     tf.io.gfile.makedirs(directory)
-    if made is not None:
-      made.add(directory)
+    made.add(directory)
   try:
     tf.io.gfile.rename(src, dst, overwrite=True)
   except tf.errors.OpError:

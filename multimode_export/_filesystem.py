@@ -6,6 +6,8 @@ from typing import List, Optional, Union
 
 import tensorflow as tf
 
+from multimode_export import _tf_private
+
 PathLike = Union[str, bytes, os.PathLike]
 
 # tensorflow-io 0.36.0's GCS reader crashed the process (double free,
@@ -98,6 +100,7 @@ def missing_dirs(path: str) -> List[str]:
   """`path` and those of its ancestors that do not exist, innermost first.
 
   Stops at the filesystem's root (`root_of`): a bucket is never in the list.
+  Empty on S3 and GCS, where `makedirs` creates nothing.
   """
   missing = []
   if is_local(path):
@@ -106,6 +109,8 @@ def missing_dirs(path: str) -> List[str]:
       missing.append(current)
       current = parent(current)
     return missing
+  if is_object_store(path):
+    return []  # a prefix is never created, so never removed either
   current = dir_path(path)
   while current is not None and current != root_of(current):
     if tf.io.gfile.exists(current):
@@ -115,22 +120,64 @@ def missing_dirs(path: str) -> List[str]:
   return missing
 
 
+def listdir(path: str) -> List[str]:
+  """The names in the directory `path` (a sub-directory's may end with '/');
+  empty if there is none.
+
+  On S3 and GCS one listing request: `tf.io.gfile.listdir` asks whether
+  `path` is a directory first, two requests more.
+  """
+  if is_object_store(path):
+    return _tf_private.list_children(path)
+  try:
+    return tf.io.gfile.listdir(path)
+  except tf.errors.NotFoundError:
+    return []
+
+
+def exists(path: str) -> bool:
+  """Whether a file or a directory is at `path`.
+
+  On GCS `tf.io.gfile.exists` (tensorflow-io) is False for a directory with
+  no marker object (this package writes none, nor do most tools): such a
+  directory exists if something is listed in it.
+  """
+  if tf.io.gfile.exists(path):
+    return True
+  return path.startswith('gs://') and bool(listdir(path))
+
+
+def makedirs(path: str) -> None:
+  """Creates the directory `path` and its parents; nothing on S3 and GCS,
+  where a directory is only a prefix of the objects written below it."""
+  if not is_object_store(path):
+    tf.io.gfile.makedirs(path)
+
+
 def walk_files(root: str) -> List[str]:
   """Every file below `root` (any filesystem), as full paths.
 
-  One listing per directory and one `stat` per entry: on S3 fewer
-  requests than `tf.io.gfile.walk` (an `isdir` per entry).
+  One listing per directory. An entry is told apart as a directory by a
+  trailing '/' (GCS), else on S3 by listing it (an object lists nothing:
+  one request, where a `stat` is two), else by a `stat`.
   """
-  out, pending = [], [root]
+  out, pending = [], [(root, listdir(root))]
   while pending:
-    directory = pending.pop()
-    try:
-      names = tf.io.gfile.listdir(directory)
-    except tf.errors.NotFoundError:
-      continue
+    directory, names = pending.pop()
     for name in names:
       path = join(directory, name.rstrip('/'))
-      (pending if name.endswith('/') or _is_dir(path) else out).append(path)
+      if name.endswith('/'):
+        pending.append((path, listdir(path)))
+      elif is_object_store(path):
+        children = listdir(path)  # S3 marks no directory: probe it
+        if children:
+          pending.append((path, children))
+        else:
+          out.append(path)
+      elif _is_dir(path):
+        pending.append((path, listdir(path)))
+      else:
+        out.append(path)
   return sorted(out)
 
 

@@ -61,7 +61,7 @@ def write_plan_per_mode(plan: _plan.ExportPlan,
     for graph in plan.graphs:
       path = filesystem.join(staging.path, names[graph.mode])
       with export_lib.write_errors_as_publish_error(base):
-        tf.io.gfile.makedirs(path)
+        filesystem.makedirs(path)
         saved_model_writer.write_saved_model(
             path, [graph], graph.mode, plan.checkpoint,
             _assets_of(graph, plan.assets), plan.assets_extra, write_options)

@@ -10,7 +10,7 @@ same names exist in 2.13 and 2.14.
 """
 
 import contextlib
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, List, Optional
 
 import tensorflow as tf
 
@@ -32,6 +32,10 @@ from tensorflow.python.eager import context as _context
 # Whether an op type is defined (the safety scan's "unknown op"); the public
 # tf.raw_ops lists only ops with Python wrappers (2.13-2.15).
 from tensorflow.python.framework import op_def_registry as _op_def_registry
+# A directory's children without the `is_directory` call that
+# tf.io.gfile.listdir makes first (two requests more per listing on S3 and
+# GCS) (2.13-2.15).
+from tensorflow.python.lib.io import _pywrap_file_io
 
 export_outputs_for_mode = export_lib.export_outputs_for_mode
 build_all_signature_defs = export_lib.build_all_signature_defs
@@ -114,6 +118,17 @@ def is_registered_op(op_type: str) -> bool:
   against TF 2.13-2.15.
   """
   return _op_def_registry.get(op_type) is not None
+
+
+def list_children(path: str) -> List[str]:
+  """The names in the directory `path`, as the filesystem lists them.
+
+  Unlike `tf.io.gfile.listdir`, no `is_directory` check first: S3 and GCS
+  answer an empty list for a prefix that holds nothing; the local
+  filesystem raises NotFoundError. Checked against 2.13-2.15.
+  """
+  return [name.decode('utf-8') if isinstance(name, bytes) else name
+          for name in _pywrap_file_io.GetChildren(path.encode('utf-8'))]
 
 
 def fingerprint_def(export_dir: str, saved_model_pb: bytes) -> bytes:

@@ -203,6 +203,21 @@ class S3FaultTest(_StoreTest):
           f'{self.STRIDE}th: {outcomes}')
     self.assertEqual(len(self.versions(base)), 1 + outcomes['published'])
 
+  def test_a_clean_export_makes_fewer_requests_than_stock(self):
+    # Requests, not seconds: a count does not depend on the machine's load.
+    counts = {}
+    for name, action in (('ours', 'export'), ('stock', 'stock_export')):
+      for base in ('new', 'existing'):  # into a new base, then beside it
+        self.proxy.arm(None)
+        self.call(action, self.model_dir, f'{self.bucket}/{name}/exports')
+        counts[name, base] = self.proxy.counts().requests
+    print(f'\n{self.KIND}: requests per clean export, new base / base with '
+          f'a version: ours {counts["ours", "new"]} / '
+          f'{counts["ours", "existing"]}, stock {counts["stock", "new"]} / '
+          f'{counts["stock", "existing"]}')
+    for base in ('new', 'existing'):
+      self.assertLess(counts['ours', base], counts['stock', base], counts)
+
   def test_exporters_killed_at_random_moments(self):
     base = self.bucket + '/model/exports'
     rng = random.Random(0)

@@ -73,7 +73,7 @@ def check_export_dir(export_dir: str, overwrite: bool) -> str:
     errors.ExportDirError: `export_dir` is a file; or is not empty and
       `overwrite` is False; or is not empty and not an export.
   """
-  if not tf.io.gfile.exists(export_dir):
+  if not filesystem.exists(export_dir):
     return ABSENT
   if not tf.io.gfile.isdir(export_dir):
     raise errors.ExportDirError(

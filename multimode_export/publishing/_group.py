@@ -100,7 +100,7 @@ def roll_back(export_dir_base: str, staging_path: str) -> None:
   for name in names:
     published = _versions.version_dir(filesystem.join(export_dir_base, name),
                                       version)
-    if tf.io.gfile.exists(published):
+    if filesystem.exists(published):
       logging.warning('Unpublishing %s: its exporter died before publishing '
                       'the rest of its group %s', published, names)
       _unpublish(published, filesystem.join(staging_path, name))

@@ -70,7 +70,7 @@ _YIELD_SECONDS = 0.05
 def create_staging(export_dir_base: str, path: str) -> None:
   """Creates the staging directory `path` (no lock: none exists remotely)."""
   del export_dir_base  # the staging path lies in it already
-  tf.io.gfile.makedirs(path)
+  filesystem.makedirs(path)
 
 
 def _protos_last(files: Iterable[str]) -> List[str]:
@@ -105,10 +105,7 @@ def _claim_number(name: str) -> Optional[int]:
 
 def _live_claims(claims_dir: str) -> List[str]:
   """The claim names in `claims_dir`; stale ones are removed and left out."""
-  try:
-    names = [n.rstrip('/') for n in tf.io.gfile.listdir(claims_dir)]
-  except tf.errors.NotFoundError:
-    return []
+  names = [n.rstrip('/') for n in filesystem.listdir(claims_dir)]
   live = []
   for name in names:
     if _is_stale(name):
@@ -158,8 +155,8 @@ def _claim(export_dir_base: str, version_bases: Sequence[str], attempt: str,
       f.write(b'')
     rivals = [n for n in _live_claims(claims_dir)
               if n != name and _claim_number(n) == version]
-    taken = rivals or any(
-        tf.io.gfile.exists(_versions.version_dir(b, version))
+    taken = rivals or any(  # a listing: one request, and right on GCS
+        filesystem.listdir(_versions.version_dir(b, version))
         for b in version_bases)
   except BaseException:
     _unclaim(claim)
@@ -225,7 +222,8 @@ def publish_version(path: str, export_dir_base: str) -> str:
     except BaseException:
       _move_back(moved, path, final)
       raise
-  _remove_quietly(path)  # what is left of it: empty directories, if any
+  if not filesystem.is_object_store(path):
+    _remove_quietly(path)  # what is left of it: empty directories, if any
   return final
 
 
@@ -276,7 +274,7 @@ def move_dirs(moves: Sequence[Tuple[str, str]]) -> None:
 
 def remove(path: str, created: Sequence[str]) -> None:
   """Removes a staging directory and the now-empty directories in `created`."""
-  if tf.io.gfile.exists(path):
+  if filesystem.exists(path):
     tf.io.gfile.rmtree(path)
   _remove_empty(created)
 
@@ -290,7 +288,7 @@ def _remove_empty(directories: Sequence[str]) -> None:
 
 def _remove_quietly(path: str, only_if_no_files: bool = False) -> None:
   try:
-    if not tf.io.gfile.exists(path):
+    if not filesystem.exists(path):
       return
     if only_if_no_files and filesystem.walk_files(path):
       return
@@ -303,9 +301,9 @@ def remove_stale(export_dir_base: str, prefix: str,
                  roll_back: Callable[[str, str], None]) -> List[str]:
   """Removes staging directories older than STALE_AFTER_SECONDS."""
   try:
-    names = tf.io.gfile.listdir(export_dir_base)
-  except (tf.errors.NotFoundError, tf.errors.FailedPreconditionError):
-    return []  # no base yet (or not a directory: refused elsewhere)
+    names = filesystem.listdir(export_dir_base)
+  except tf.errors.FailedPreconditionError:
+    return []  # not a directory: refused elsewhere
   removed = []
   for name in names:
     name = name.rstrip('/')

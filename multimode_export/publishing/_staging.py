@@ -117,8 +117,11 @@ def open_staging(export_dir_base: str) -> Iterator[Staging]:
 
 def check_export_dir_base(export_dir_base: str) -> None:
   """Raises ExportDirError if the base exists and is not a directory."""
-  if tf.io.gfile.exists(export_dir_base) and not tf.io.gfile.isdir(
-      export_dir_base):
+  try:  # one stat, not exists() and isdir(): requests on object stores
+    is_dir = tf.io.gfile.stat(export_dir_base).is_directory
+  except (tf.errors.NotFoundError, tf.errors.FailedPreconditionError):
+    return  # none (a parent that is a file is refused when staging)
+  if not is_dir:
     raise errors.ExportDirError(
         f'export_dir_base: expected a directory, got the file '
         f'{export_dir_base!r}', export_dir_base)

@@ -10,8 +10,6 @@ the package (publishing, layouts, garbage collection) uses this module.
 import time
 from typing import Iterable, List
 
-import tensorflow as tf
-
 from multimode_export import _filesystem as filesystem
 from multimode_export.saved_model import _format
 
@@ -27,10 +25,7 @@ def version_numbers(export_dir_base: str) -> List[int]:
   Includes versions still being published file by file on a remote
   filesystem (see `complete_versions` for those a reader may use).
   """
-  try:  # no isdir() first: on S3 that is two requests more
-    names = tf.io.gfile.listdir(export_dir_base)
-  except tf.errors.NotFoundError:
-    return []
+  names = filesystem.listdir(export_dir_base)
   return sorted(int(n.rstrip('/')) for n in names if is_version(n))
 
 

@@ -70,7 +70,7 @@ def normalize(assets_extra: Optional[Mapping]) -> Dict[str, str]:
 def path_in(export_dir: str, dest: str) -> str:
   """The path of `dest` in `export_dir/assets.extra/`, its folder made."""
   target = filesystem.join(export_dir, ASSETS_EXTRA_DIRECTORY, dest)
-  tf.io.gfile.makedirs(posixpath.dirname(target))
+  filesystem.makedirs(posixpath.dirname(target))
   return target
 
 

@@ -11,6 +11,7 @@ The values are exactly TensorFlow's for the published files.
 
 import os
 import tempfile
+from typing import Optional
 
 import tensorflow as tf
 
@@ -21,30 +22,38 @@ from multimode_export.saved_model import _format as saved_model_format
 _INDEX = 'variables/variables.index'  # relative to the export directory
 
 
-def compute(export_dir: str, saved_model_pb: bytes) -> bytes:
+def compute(saved_model_pb: bytes, index: Optional[bytes]) -> bytes:
   """The serialized FingerprintDef of the export being written.
 
   Args:
-    export_dir: the export, with `variables/` (if any) already written.
     saved_model_pb: the binary `saved_model.pb` that will be written (for
       an `as_text` export, its binary form).
+    index: the bytes of the export's `variables/variables.index` as read
+      back after writing it, or None if it has none.
 
   Returns:
     The bytes of `fingerprint.pb`.
   """
   with tempfile.TemporaryDirectory(prefix='multimode_export_fp_') as scratch:
-    pb = os.path.join(scratch, saved_model_format.SAVED_MODEL_PB)
-    with open(pb, 'wb') as f:
+    with open(os.path.join(scratch, saved_model_format.SAVED_MODEL_PB),
+              'wb') as f:
       f.write(saved_model_pb)
-    index = saved_model_format.variables_prefix(export_dir) + '.index'
-    if tf.io.gfile.exists(index):
+    if index is not None:
       os.makedirs(os.path.join(scratch, 'variables'))
-      tf.io.gfile.copy(index, os.path.join(scratch, _INDEX))
+      with open(os.path.join(scratch, _INDEX), 'wb') as f:
+        f.write(index)
     return _tf_private.fingerprint_def(scratch, saved_model_pb)
 
 
-def write(export_dir: str, saved_model_pb: bytes) -> None:
-  """Writes `fingerprint.pb` into `export_dir` (before `saved_model.pb`)."""
+def write(export_dir: str, saved_model_pb: bytes,
+          index: Optional[bytes]) -> None:
+  """Writes `fingerprint.pb` into `export_dir` (before `saved_model.pb`).
+
+  Args:
+    export_dir: the export being written.
+    saved_model_pb: as for `compute`.
+    index: as for `compute`.
+  """
   with tf.io.gfile.GFile(
       filesystem.join(export_dir, saved_model_format.FINGERPRINT_PB), 'wb') as f:
-    f.write(compute(export_dir, saved_model_pb))
+    f.write(compute(saved_model_pb, index))

@@ -70,7 +70,7 @@ def read_saved_model(export_dir: filesystem.PathLike
     export_dir = filesystem.dir_path(export_dir)  # 's3://b' -> 's3://b/'
   except ValueError as e:  # a URL with no bucket
     raise errors.NotASavedModelError(export_dir, str(e)) from e
-  if not tf.io.gfile.exists(export_dir):
+  if not filesystem.exists(export_dir):
     raise errors.NotASavedModelError(export_dir, 'it does not exist')
   if not tf.io.gfile.isdir(export_dir):
     raise errors.NotASavedModelError(export_dir, 'it is a file, not a directory')

@@ -64,7 +64,7 @@ def check_against_checkpoint(graphs: Sequence[mode_graph.ModeGraph],
 def _write_variables(export_dir: str, graphs, carrier, checkpoint, options
                     ) -> None:
   variables_dir = filesystem.join(export_dir, 'variables')
-  tf.io.gfile.makedirs(variables_dir)
+  filesystem.makedirs(variables_dir)
   needed = variables_needed(graphs, carrier)
   if needed is not None and checkpoint.files:
     # Like the stock export, the carrier's saver decides what is saved
@@ -109,8 +109,9 @@ def _read_back(prefix: str) -> checkpoint_lib.CheckpointInfo:
     ) from e
 
 
-def _check_written(export_dir: str, graphs, options) -> None:
-  """Every MetaGraphDef must restore from what was written."""
+def _check_written(export_dir: str, graphs, options
+                   ) -> checkpoint_lib.CheckpointInfo:
+  """Every MetaGraphDef must restore from what was written; returns it."""
   variables_dir = filesystem.join(export_dir, 'variables')
   written = _read_back(
       filesystem.join(variables_dir, variables_transfer.VARIABLES_PREFIX))
@@ -125,13 +126,14 @@ def _check_written(export_dir: str, graphs, options) -> None:
         except tf.errors.NotFoundError as e:
           raise errors.MissingVariablesError(graph.mode, [str(e).split('\n')[0]],
                                              written.prefix) from e
+  return written
 
 
 def _write_assets(export_dir: str, assets: Dict[str, str]) -> None:
   if not assets:
     return
   assets_dir = filesystem.join(export_dir, tf.saved_model.ASSETS_DIRECTORY)
-  tf.io.gfile.makedirs(assets_dir)
+  filesystem.makedirs(assets_dir)
   for name, source in assets.items():
     tf.io.gfile.copy(source, filesystem.join(assets_dir, name))
 
@@ -167,12 +169,12 @@ def write_saved_model(export_dir: str,
   """
   [carrier_graph] = [g for g in graphs if g.mode == carrier]
   _write_variables(export_dir, graphs, carrier_graph, checkpoint, options)
-  _check_written(export_dir, graphs, options)
+  written = _check_written(export_dir, graphs, options)
   _write_assets(export_dir, assets)
   assets_extra_lib.copy_into(export_dir, extra)
   saved_model = mode_graph.saved_model_proto(graphs)
   data = saved_model.SerializeToString(deterministic=True)
-  fingerprint.write(export_dir, data)
+  fingerprint.write(export_dir, data, written.index)
   if options.as_text:
     name = tf.saved_model.SAVED_MODEL_FILENAME_PBTXT
     data = str(saved_model).encode('utf-8')

@@ -5,6 +5,8 @@ files); no tensor value is loaded.
 """
 
 import dataclasses
+import os
+import tempfile
 from typing import Any, Dict, Optional, Tuple
 
 import tensorflow as tf
@@ -25,10 +27,14 @@ class CheckpointInfo:
     variables: key -> (dtype name, full shape).
     files: the index and data shard paths (V2 format), index first; empty
       for a V1-format checkpoint.
+    index: the bytes of the `.index` file as they were read (V2 format),
+      else None.
   """
   prefix: str
   variables: Dict[str, Tuple[str, Tuple[int, ...]]]
   files: Tuple[str, ...]
+  index: Optional[bytes] = dataclasses.field(default=None, repr=False,
+                                             compare=False)
 
   @property
   def total_bytes(self) -> int:
@@ -95,31 +101,70 @@ def open_reader(prefix: str) -> Any:  # a CheckpointReader (no public type)
 def read(prefix: str) -> CheckpointInfo:
   """Reads a checkpoint's index: its keys, dtypes, shapes and files.
 
+  The `.index` file (V2 format) is read once. On a remote filesystem
+  TensorFlow's reader opens a local copy of it: opening the remote file
+  costs several ranged requests more (the reader needs nothing else).
+
   Raises:
     errors.CheckpointReadError: if the index is unreadable or corrupt, or a
       data shard is missing or shorter than the index says.
   """
-  reader = open_reader(prefix)
+  local = filesystem.is_local(prefix)
+  # Locally the reader goes first, so that its errors are the ones raised.
+  variables = _variables(open_reader(prefix)) if local else None
+  index = _read_index(prefix)
+  if variables is None:
+    variables = (_variables(open_reader(prefix)) if index is None else
+                 _variables_of_index_copy(prefix, index))
+  files: Tuple[str, ...] = ()
+  if index is not None:
+    files = (prefix + '.index',) + _data_files(prefix, index)
+  return CheckpointInfo(prefix, variables, files, index)
+
+
+def _read_index(prefix: str) -> Optional[bytes]:
+  """The `.index` file's bytes; None if there is none (V1 format, or no
+  checkpoint: the reader says which)."""
+  path = prefix + '.index'
+  try:
+    return filesystem.read_bytes(path)
+  except tf.errors.NotFoundError:
+    return None
+  except tf.errors.OpError as e:
+    raise errors.CheckpointReadError(prefix, f'index {path!r}: {e}') from e
+
+
+def _variables(reader: Any) -> Dict[str, Tuple[str, Tuple[int, ...]]]:
   shapes = reader.get_variable_to_shape_map()
   dtypes = reader.get_variable_to_dtype_map()
-  variables = {k: (dtypes[k].name, tuple(shapes[k])) for k in shapes}
-  files: Tuple[str, ...] = ()
-  if tf.io.gfile.exists(prefix + '.index'):
-    files = (prefix + '.index',) + _data_files(prefix)
-  return CheckpointInfo(prefix, variables, files)
+  return {k: (dtypes[k].name, tuple(shapes[k])) for k in shapes}
 
 
-def _data_files(prefix: str) -> Tuple[str, ...]:
+def _variables_of_index_copy(prefix: str, index: bytes
+                             ) -> Dict[str, Tuple[str, Tuple[int, ...]]]:
+  """`_variables` of a reader opened on `index` written to a local file."""
+  with tempfile.TemporaryDirectory(prefix='multimode_export_index_') as scratch:
+    local = os.path.join(scratch, 'checkpoint')
+    with open(local + '.index', 'wb') as f:
+      f.write(index)
+    try:
+      return _variables(tf.compat.v1.train.NewCheckpointReader(local))
+    except (tf.errors.OpError, ValueError) as e:
+      raise errors.CheckpointReadError(
+          prefix, str(e).replace(local, prefix).strip()) from e
+
+
+def _data_files(prefix: str, index: bytes) -> Tuple[str, ...]:
   """The data shards the index names, checked against the index's extents.
 
-  Reads only the index (see `bundle_index`) and the shards' sizes, so a
+  Uses only the index (see `bundle_index`) and the shards' sizes, so a
   missing, truncated or shortened shard is found before anything is written.
   """
-  index = prefix + '.index'
+  index_path = prefix + '.index'
   try:
-    header, entries = bundle_index.read(index)
-  except (bundle_index.IndexFormatError, tf.errors.OpError) as e:
-    raise errors.CheckpointReadError(prefix, f'index {index!r}: {e}') from e
+    header, entries = bundle_index.parse(index)
+  except bundle_index.IndexFormatError as e:
+    raise errors.CheckpointReadError(prefix, f'index {index_path!r}: {e}') from e
   count = header.num_shards
   shards = tuple(f'{prefix}.data-{i:05d}-of-{count:05d}' for i in range(count))
   sizes, missing = {}, []
@@ -135,7 +180,8 @@ def _data_files(prefix: str) -> Tuple[str, ...]:
   for shard_id, needed in sorted(bundle_index.shard_extents(entries).items()):
     if shard_id >= count:
       raise errors.CheckpointReadError(
-          prefix, f'index {index!r} points into shard {shard_id} of {count}')
+          prefix, f'index {index_path!r} points into shard {shard_id} of '
+          f'{count}')
     size = sizes[shards[shard_id]]
     if size < needed:
       raise errors.CheckpointReadError(

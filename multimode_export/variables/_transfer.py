@@ -89,9 +89,14 @@ def _copy_local(src: str, dst: str, progress: _Progress) -> None:
 
 def _copy(src: str, dst: str, progress: _Progress) -> None:
   """Copies through the filesystem: server-side within one object store
-  (S3 CopyObject, GCS rewrite), streamed by TensorFlow otherwise."""
-  tf.io.gfile.copy(src, dst)
-  progress.add(tf.io.gfile.stat(dst).length)
+  (S3 CopyObject, GCS rewrite), streamed by TensorFlow otherwise.
+
+  `dst` is in a new staging directory, so nothing there can be overwritten:
+  no existence check (two requests per file on S3). The copy is checked
+  when the written bundle is read back.
+  """
+  tf.io.gfile.copy(src, dst, overwrite=True)
+  progress.add(tf.io.gfile.stat(src).length)
 
 
 def link_or_copy_bundle(checkpoint: checkpoint_lib.CheckpointInfo,
@@ -192,7 +197,7 @@ def stream_subset(checkpoint: checkpoint_lib.CheckpointInfo,
   progress = _Progress(f'writing {len(needed)} variables of '
                        f'{checkpoint.prefix}', total)
   parts_dir = filesystem.join(variables_dir, '.parts')
-  tf.io.gfile.makedirs(parts_dir)
+  filesystem.makedirs(parts_dir)
   prefixes = []
   with _tf_private.eager_mode():
     for i, chunk in enumerate(chunks):

@@ -157,8 +157,8 @@ class S3FaultTest(_StoreTest):
   # Every STRIDE-th request of an export gets a fault (1 = every request;
   # docs/object-stores.md has the full run's counts). The fault kind cycles
   # with the request number, so a STRIDE that is a multiple of
-  # len(fault_proxy.FAULTS) would inject one kind only; 44 injects each.
-  STRIDE = int(os.environ.get('MULTIMODE_EXPORT_FAULT_STRIDE', '44'))
+  # len(fault_proxy.FAULTS) would inject one kind only; 16 injects each.
+  STRIDE = int(os.environ.get('MULTIMODE_EXPORT_FAULT_STRIDE', '16'))
 
   @classmethod
   def client_endpoint(cls) -> str:

@@ -8,7 +8,9 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 import multimode_export
+from multimode_export.checks import _report as report_lib
 from multimode_export.checks import _verification as verification
+from multimode_export.variables import _bundle_check as bundle_check
 from testing import assertions
 from testing import datasets
 from testing import faults
@@ -62,6 +64,9 @@ class VerifyGoodExportsTest(models.ClassRootMixin, parameterized.TestCase, tf.te
                      ['saved_model', 'safety', 'safety', 'safety', 'safety'])
     self.assertEqual(_names(report, ()), ['saved_model', 'safety',
                                           'variables'])
+    # `variables` keeps its place, though its crc32c pass ends after the
+    # loads began: right after the safety scans, before every tag set's.
+    self.assertEqual(report.checks[5].name, 'variables')
     train = _names(report, ['train'])
     self.assertEqual(train, ['safety', 'saver', 'tf1_load', 'tf1_signature:train',
                              'train_step', 'tf2_load', 'tf2_signature:train'])
@@ -129,6 +134,52 @@ class VerifyBadExportsTest(models.ClassRootMixin, tf.test.TestCase):
     self.assertFalse(_check(report, 'tf2_load', ('train',)).ok)
     self.assertStartsWith(str(report), 'FAILED: ')
     self.assertIn('FAIL  *', str(report))
+
+  def test_corrupt_variables_data_fails_variables_first_as_before(self):
+    # The crc32c pass runs on a thread beside the loads; the report must be
+    # what the sequential pass gave: `variables` first, failing with the
+    # pass's own message, and no `saver` check (it depends on `variables`).
+    path = self._copy()
+    faults.flip_variables_byte(path, 'w')  # every graph restores it
+    with self.assertRaises(bundle_check.BundleDataError) as raised:
+      bundle_check.check(os.path.join(path, 'variables', 'variables'))
+    report = verification.verify(path)
+    variables = _check(report, 'variables')
+    self.assertFalse(variables.ok)
+    # As the sequential pass reported it: its message, long paths shortened.
+    self.assertEqual(variables.detail,
+                     report_lib.shorten_paths(str(raised.exception)))
+    self.assertRegex(variables.detail,
+                     r"^variable '.+' unreadable: checksum mismatch in .+"
+                     r"variables.data-00000-of-00001: stored 0x[0-9a-f]+, "
+                     r"computed 0x[0-9a-f]+$")
+    self.assertEqual(
+        [(c.name, c.tags) for c in report.checks if not c.ok],
+        [('variables', ())] + [(load, (tag,)) for tag in ('train', 'eval',
+                                                          'serve')
+                               for load in ('tf1_load', 'tf2_load')])
+    self.assertEqual(
+        [(c.name, c.tags) for c in report.checks],
+        [('saved_model', ()), ('safety', ()), ('safety', ('train',)),
+         ('safety', ('eval',)), ('safety', ('serve',)), ('variables', ())] +
+        [(load, (tag,)) for tag in ('train', 'eval', 'serve')
+         for load in ('tf1_load', 'tf2_load')])
+    self.assertEqual(str(report).splitlines()[7].split()[:3],
+                     ['FAIL', '*', 'variables'])
+
+  def test_unreadable_data_file_in_the_pass_is_reported(self):
+    # An error other than a checksum mismatch, raised on the pass's thread.
+    path = self._copy()
+    [data] = tf.io.gfile.glob(
+        os.path.join(path, 'variables', 'variables.data-*'))
+    os.remove(data)
+    os.mkdir(data)
+    report = verification.verify(path)
+    variables = _check(report, 'variables')
+    self.assertFalse(variables.ok)
+    self.assertStartsWith(variables.detail,
+                          'variables/ unreadable: IsADirectoryError: ')
+    self.assertEqual(report.checks[5], variables)
 
   def test_not_a_saved_model(self):
     report = verification.verify(self.create_tempdir().full_path)

@@ -1,12 +1,13 @@
 """What `verify` reports: one `CheckResult` per check, in a `VerifyReport`.
 
 `Recorder` runs the checks of `_verification`, turning any exception a check
-raises into a failed result with a one-line reason.
+raises into a failed result with a one-line reason, and keeps the report's
+order when a result is recorded later than its place (`Recorder.reserve`).
 """
 
 import dataclasses
 import re
-from typing import Callable, List, Tuple
+from typing import Callable, List, Optional, Tuple, Union
 
 import tensorflow as tf
 from absl import logging
@@ -124,14 +125,58 @@ def describe_error(e: BaseException) -> str:
   return shorten_paths(text)
 
 
+class Place:
+  """A place in the report, kept by `Recorder.reserve` for a later result."""
+
+
 class Recorder:
-  """Runs checks, turning any exception into a failed CheckResult."""
+  """Runs checks, turning any exception into a failed CheckResult.
+
+  A check whose result is known only later (the `variables` check, whose
+  crc32c pass runs on a thread while tag sets load) keeps its place in the
+  report with `reserve`; `run`, `fail` or `skip` with `place=` fills it, or
+  `drop` removes it when the check is not run after all.
+  """
 
   def __init__(self):
-    self.results: List[CheckResult] = []
+    self._entries: List[Union[CheckResult, Place]] = []
 
-  def run(self, name: str, tags: Tuple[str, ...],
-          check: Callable[[], str]) -> bool:
+  @property
+  def results(self) -> Tuple[CheckResult, ...]:
+    """The checks recorded, in report order.
+
+    Raises:
+      RuntimeError: a reserved place was neither filled nor dropped.
+    """
+    if any(isinstance(e, Place) for e in self._entries):
+      raise RuntimeError('a reserved place of the report was never filled')
+    return tuple(self._entries)
+
+  def reserve(self) -> Place:
+    """Keeps the next place of the report for a result recorded later."""
+    place = Place()
+    self._entries.append(place)
+    return place
+
+  def drop(self, place: Place) -> None:
+    """Gives up a reserved place: the report has no check there."""
+    del self._entries[self._index(place)]
+
+  def run(self, name: str, tags: Tuple[str, ...], check: Callable[[], str],
+          *, place: Optional[Place] = None) -> bool:
+    """Runs `check` and records its result.
+
+    Args:
+      name: the check's name.
+      tags: the tag set checked; () for the whole export.
+      check: returns the detail of a passed check; any exception it raises
+        fails the check, described in one line.
+      place: where to record the result (from `reserve`); by default, after
+        every check recorded so far.
+
+    Returns:
+      Whether the check passed.
+    """
     try:
       detail = check()
       ok = True
@@ -143,13 +188,30 @@ class Recorder:
       logging.debug('check %s %s failed', name, tags, exc_info=True)
     logging.info('%s [%s] %s: %s', 'ok' if ok else 'FAIL', ','.join(tags),
                  name, detail)
-    self.results.append(CheckResult(name, tags, ok, detail))
+    self._record(CheckResult(name, tags, ok, detail), place)
     return ok
 
-  def fail(self, name: str, tags: Tuple[str, ...], detail: str) -> None:
+  def fail(self, name: str, tags: Tuple[str, ...], detail: str, *,
+           place: Optional[Place] = None) -> None:
+    """Records a failed check (at `place`, if given)."""
     logging.info('FAIL [%s] %s: %s', ','.join(tags), name, detail)
-    self.results.append(CheckResult(name, tags, False, detail))
+    self._record(CheckResult(name, tags, False, detail), place)
 
-  def skip(self, name: str, tags: Tuple[str, ...], detail: str) -> None:
+  def skip(self, name: str, tags: Tuple[str, ...], detail: str, *,
+           place: Optional[Place] = None) -> None:
+    """Records a check not run, and why (at `place`, if given)."""
     logging.info('skip [%s] %s: %s', ','.join(tags), name, detail)
-    self.results.append(CheckResult(name, tags, True, detail, skipped=True))
+    self._record(CheckResult(name, tags, True, detail, skipped=True), place)
+
+  def _record(self, result: CheckResult, place: Optional[Place]) -> None:
+    if place is None:
+      self._entries.append(result)
+    else:
+      self._entries[self._index(place)] = result
+
+  def _index(self, place: Place) -> int:
+    for i, entry in enumerate(self._entries):
+      if entry is place:
+        return i
+    raise ValueError('place: expected a place reserved and not yet filled '
+                     'or dropped')

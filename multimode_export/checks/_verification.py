@@ -14,7 +14,9 @@ whole export it checks:
 - `variables`: `variables/variables` is readable and every tensor's bytes
   match the crc32c the index stores for it (each data file is read once
   through a bounded buffer; a truncated or corrupt data file fails here,
-  naming the variable).
+  naming the variable). On a local export that pass runs on a thread while
+  the tag sets load (`checks/_variables_check`); its result keeps its place
+  in the report all the same.
 
 and for each MetaGraphDef (tag set):
 
@@ -49,7 +51,7 @@ Given an export base or a per-mode export instead of a SavedModel directory,
 
 import dataclasses
 import gc
-from typing import Dict, FrozenSet, Iterable, Optional, Tuple
+from typing import Dict, FrozenSet, Iterable, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -64,45 +66,15 @@ from multimode_export.checks import _report as report_lib
 from multimode_export.checks import _safety as safety
 from multimode_export.checks import _serving_checks as serving_checks
 from multimode_export.checks import _synthetic_inputs as synthetic_inputs
+from multimode_export.checks import _variables_check as variables_check
 from multimode_export.checks import _wording as wording
 from multimode_export.graph import _saver_spec as saver_spec
 from multimode_export.publishing import _layout as layout
 from multimode_export.saved_model import _format
-from multimode_export.variables import _bundle_check as bundle_check
-from multimode_export.variables import _checkpoint as checkpoint
 
 _TRAINING_METHOD = 'tensorflow/supervised/training'
 # SavedModels written by tf.saved_model.save keep their init op here.
 _INIT_OP_SIGNATURE_KEY = '__saved_model_init_op'
-
-def _check_variables(export_dir: str
-                    ) -> Tuple[str, Optional[Dict[str, Tuple[str, tuple]]]]:
-  """Reads every tensor of variables/; returns (detail, key -> dtype/shape)."""
-  if not _format.has_variables(export_dir):
-    return 'no variables/variables.index (a graph without variables)', None
-  prefix = _format.variables_prefix(export_dir)
-  try:
-    reader = checkpoint.open_reader(prefix)
-  except errors.CheckpointReadError as e:
-    raise report_lib.CheckFailed(
-        'variables/ unreadable: '
-        f'{report_lib.describe_error(e.__cause__)}') from e
-  try:
-    scanned = bundle_check.check(prefix)
-  except bundle_check.BundleDataError as e:
-    raise report_lib.CheckFailed(str(e)) from e
-  except Exception as e:  # pylint: disable=broad-except
-    # An unreadable shard, a variant tensor TF cannot read.
-    raise report_lib.CheckFailed(
-        f'variables/ unreadable: {report_lib.describe_error(e)}') from e
-  shapes = reader.get_variable_to_shape_map()
-  dtypes = reader.get_variable_to_dtype_map()
-  variables = {k: (dtypes[k].name, tuple(shapes[k])) for k in shapes}
-  return (f'{wording.count(len(variables), "variable")} readable, crc32c of '
-          f'{wording.count(scanned.entries, "stored tensor")} '
-          f'({scanned.bytes} bytes in '
-          f'{wording.count(scanned.shards, "data file")}) checked',
-          variables)
 
 
 def _check_saver(meta_graph_def, variables) -> str:
@@ -444,25 +416,53 @@ def _verify_saved_model(export_dir: str, run_train_step: bool,
         f'[{",".join(_format.tags_of(m))}]' for m in metas)
 
   if not recorder.run('saved_model', (), read):
-    return report_lib.VerifyReport(export_dir, tuple(recorder.results))
-
-  def variables():
-    detail, holder['variables'] = _check_variables(export_dir)
-    return detail
+    return report_lib.VerifyReport(export_dir, recorder.results)
 
   unsafe = _check_safety(export_dir, holder['saved_model'], allow_ops,
                          recorder)
+  metas = holder['saved_model'].meta_graphs
   if () in unsafe:
     recorder.skip('variables', (), unsafe[()])
-    variables_ok = False
-  else:
-    variables_ok = recorder.run('variables', (), variables)
-  for meta_graph_def in holder['saved_model'].meta_graphs:
+    _verify_tag_sets(export_dir, metas, None, unsafe, run_train_step,
+                     max_load_gib, recorder)
+    return report_lib.VerifyReport(export_dir, recorder.results)
+  # The crc32c pass of `variables` runs beside the loads (on a local export:
+  # see checks/_variables_check). Its result, and the `saver` checks that
+  # depend on it, are recorded at their places once it ends; leaving the
+  # `with` block by any exception stops it.
+  place = recorder.reserve()
+  with variables_check.VariablesCheck(export_dir) as variables:
+    savers = _verify_tag_sets(export_dir, metas, variables, unsafe,
+                              run_train_step, max_load_gib, recorder)
+    variables_ok = recorder.run('variables', (), variables.result,
+                                place=place)
+  for saver_place, graph in savers:
+    if variables_ok:
+      recorder.run('saver', graph.tags, lambda g=graph: _check_saver(
+          g.meta_graph_def, variables.variables), place=saver_place)
+    else:
+      recorder.drop(saver_place)
+  return report_lib.VerifyReport(export_dir, recorder.results)
+
+
+def _verify_tag_sets(export_dir: str, metas,
+                     variables: Optional[variables_check.VariablesCheck],
+                     unsafe: Dict[Tuple[str, ...], str], run_train_step: bool,
+                     max_load_gib: Optional[float],
+                     recorder: report_lib.Recorder
+                    ) -> List[Tuple[report_lib.Place, _Graph]]:
+  """The checks of each tag set, but `saver`: returns where each goes.
+
+  A `saver` check depends on the `variables` check, which may still be
+  running: its place is kept (when `variables` can still pass) and returned
+  with its graph, for the caller to fill or drop.
+  """
+  savers = []
+  for meta_graph_def in metas:
     graph = _prepare(export_dir, meta_graph_def, recorder)
     logging.info('Verifying the MetaGraphDef tagged %s', graph.tags)
-    if variables_ok:
-      recorder.run('saver', graph.tags, lambda: _check_saver(
-          graph.meta_graph_def, holder['variables']))
+    if variables is not None and variables.may_pass:
+      savers.append((recorder.reserve(), graph))
     if _format.asset_files(meta_graph_def):
       recorder.run('assets', graph.tags,
                    lambda: _check_assets(export_dir, graph.meta_graph_def))
@@ -477,7 +477,7 @@ def _verify_saved_model(export_dir: str, run_train_step: bool,
       continue
     _verify_tf1(graph, run_train_step, recorder)
     _verify_tf2(graph, recorder)
-  return report_lib.VerifyReport(export_dir, tuple(recorder.results))
+  return savers
 
 
 def _check_safety(export_dir: str, saved_model, allow_ops: FrozenSet[str],

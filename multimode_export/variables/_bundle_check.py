@@ -18,7 +18,8 @@ which checks them.
 
 import dataclasses
 import struct
-from typing import Callable, Dict, Iterator, List, Tuple
+import threading
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -37,6 +38,10 @@ class BundleDataError(Exception):
   def __init__(self, key: str, detail: str):
     super().__init__(f'variable {key!r} unreadable: {detail}')
     self.key, self.detail = key, detail
+
+
+class Stopped(Exception):
+  """`check` ended early: its `stop` event was set."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +182,8 @@ def _checker(entry: bundle_index.Entry) -> Tuple[Callable[[bytes], None],
   return feed, lambda: holder[0]
 
 
-def _check_shard(path: str, extents, buffer_bytes: int) -> None:
+def _check_shard(path: str, extents, buffer_bytes: int,
+                 stop: Optional[threading.Event]) -> None:
   current, feed, result = None, None, None
 
   def finish():
@@ -190,6 +196,8 @@ def _check_shard(path: str, extents, buffer_bytes: int) -> None:
 
   extents_by_key = dict(extents)
   for key, piece in _read_extents(path, extents, buffer_bytes):
+    if stop is not None and stop.is_set():
+      raise Stopped(f'stopped while reading {path}')
     if key != current:
       finish()
       current = key
@@ -198,8 +206,8 @@ def _check_shard(path: str, extents, buffer_bytes: int) -> None:
   finish()
 
 
-def check(prefix: str, *, buffer_bytes: int = DEFAULT_BUFFER_BYTES
-         ) -> BundleCheck:
+def check(prefix: str, *, buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+          stop: Optional[threading.Event] = None) -> BundleCheck:
   """Reads every data shard of the bundle at `prefix` once; checks each
   tensor's crc32c.
 
@@ -207,6 +215,8 @@ def check(prefix: str, *, buffer_bytes: int = DEFAULT_BUFFER_BYTES
     prefix: the bundle's prefix (`<dir>/variables/variables`), any
       filesystem.
     buffer_bytes: the read size: the memory this uses.
+    stop: when set (from another thread), the pass ends after the piece it
+      is reading, raising `Stopped`.
 
   Returns:
     A BundleCheck.
@@ -214,6 +224,7 @@ def check(prefix: str, *, buffer_bytes: int = DEFAULT_BUFFER_BYTES
   Raises:
     bundle_index.IndexFormatError: the index is unreadable.
     BundleDataError: a tensor's bytes are short or do not match its crc32c.
+    Stopped: `stop` was set.
   """
   header, entries = bundle_index.read(prefix + '.index')
   by_shard: Dict[int, List[Tuple[bytes, bundle_index.Entry]]] = {}
@@ -226,7 +237,7 @@ def check(prefix: str, *, buffer_bytes: int = DEFAULT_BUFFER_BYTES
   for shard_id, extents in sorted(by_shard.items()):
     extents.sort(key=lambda item: item[1].offset)
     path = f'{prefix}.data-{shard_id:05d}-of-{header.num_shards:05d}'
-    _check_shard(path, extents, buffer_bytes)
+    _check_shard(path, extents, buffer_bytes, stop)
   if variants:
     reader = tf.compat.v1.train.NewCheckpointReader(prefix)
     for key in variants:

@@ -10,6 +10,9 @@ from typing import Dict, List, Optional, Tuple
 
 import tensorflow as tf
 
+from multimode_export.variables import _bundle_index as bundle_index
+
+
 def snapshot(path: str) -> Optional[Dict[str, Optional[str]]]:
   """Every directory and file under `path` (any filesystem), None if absent.
 
@@ -42,4 +45,22 @@ def truncate_variables_data(export_dir: str, keep_fraction: float = 0.5
   [data] = tf.io.gfile.glob(
       os.path.join(export_dir, 'variables', 'variables.data-*'))
   os.truncate(data, int(os.path.getsize(data) * keep_fraction))
+  return data
+
+
+
+def flip_variables_byte(export_dir: str, key: str) -> str:
+  """Flips the first byte stored for checkpoint key `key` in the export's
+  variables data file (same length; the tensor's bytes no longer match their
+  crc32c); returns the file's path."""
+  prefix = os.path.join(export_dir, 'variables', 'variables')
+  header, entries = bundle_index.read(prefix + '.index')
+  entry = entries[key.encode('utf-8')]
+  data = (f'{prefix}.data-{entry.shard_id:05d}-of-'
+          f'{header.num_shards:05d}')
+  with open(data, 'r+b') as f:
+    f.seek(entry.offset)
+    byte = f.read(1)
+    f.seek(entry.offset)
+    f.write(bytes([byte[0] ^ 0xff]))
   return data

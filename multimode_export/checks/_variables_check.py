@@ -109,10 +109,7 @@ class VariablesCheck:
     if not _format.has_variables(export_dir):
       return
     prefix = _format.variables_prefix(export_dir)
-    reader = checkpoint.open_reader(prefix)
-    shapes = reader.get_variable_to_shape_map()
-    dtypes = reader.get_variable_to_dtype_map()
-    self.variables = {k: (dtypes[k].name, tuple(shapes[k])) for k in shapes}
+    self.variables = checkpoint.variable_map(checkpoint.open_reader(prefix))
     self._prefix = prefix
 
   @property

@@ -111,10 +111,10 @@ def read(prefix: str) -> CheckpointInfo:
   """
   local = filesystem.is_local(prefix)
   # Locally the reader goes first, so that its errors are the ones raised.
-  variables = _variables(open_reader(prefix)) if local else None
+  variables = variable_map(open_reader(prefix)) if local else None
   index = _read_index(prefix)
   if variables is None:
-    variables = (_variables(open_reader(prefix)) if index is None else
+    variables = (variable_map(open_reader(prefix)) if index is None else
                  _variables_of_index_copy(prefix, index))
   files: Tuple[str, ...] = ()
   if index is not None:
@@ -134,7 +134,8 @@ def _read_index(prefix: str) -> Optional[bytes]:
     raise errors.CheckpointReadError(prefix, f'index {path!r}: {e}') from e
 
 
-def _variables(reader: Any) -> Dict[str, Tuple[str, Tuple[int, ...]]]:
+def variable_map(reader: Any) -> Dict[str, Tuple[str, Tuple[int, ...]]]:
+  """Key -> (dtype name, full shape) of a CheckpointReader's checkpoint."""
   shapes = reader.get_variable_to_shape_map()
   dtypes = reader.get_variable_to_dtype_map()
   return {k: (dtypes[k].name, tuple(shapes[k])) for k in shapes}
@@ -142,13 +143,13 @@ def _variables(reader: Any) -> Dict[str, Tuple[str, Tuple[int, ...]]]:
 
 def _variables_of_index_copy(prefix: str, index: bytes
                              ) -> Dict[str, Tuple[str, Tuple[int, ...]]]:
-  """`_variables` of a reader opened on `index` written to a local file."""
+  """`variable_map` of a reader opened on `index` written to a local file."""
   with tempfile.TemporaryDirectory(prefix='multimode_export_index_') as scratch:
     local = os.path.join(scratch, 'checkpoint')
     with open(local + '.index', 'wb') as f:
       f.write(index)
     try:
-      return _variables(tf.compat.v1.train.NewCheckpointReader(local))
+      return variable_map(tf.compat.v1.train.NewCheckpointReader(local))
     except (tf.errors.OpError, ValueError) as e:
       raise errors.CheckpointReadError(
           prefix, str(e).replace(local, prefix).strip()) from e

@@ -259,7 +259,7 @@ def move_dirs(moves: Sequence[Tuple[str, str]]) -> None:
   done = []
   try:
     for src, dst in files + protos:
-      tf.io.gfile.makedirs(filesystem.parent(dst))
+      filesystem.makedirs(filesystem.parent(dst))
       tf.io.gfile.rename(src, dst)
       done.append((src, dst))
   except (OSError, tf.errors.OpError):

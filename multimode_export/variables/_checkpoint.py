@@ -36,10 +36,6 @@ class CheckpointInfo:
   index: Optional[bytes] = dataclasses.field(default=None, repr=False,
                                              compare=False)
 
-  @property
-  def total_bytes(self) -> int:
-    return sum(tf.io.gfile.stat(f).length for f in self.files)
-
 
 def _exists(prefix: str) -> bool:
   return (tf.io.gfile.exists(prefix + '.index') or

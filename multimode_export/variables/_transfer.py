@@ -87,7 +87,7 @@ def _copy_local(src: str, dst: str, progress: _Progress) -> None:
                                  os.fstat(fin.fileno()).st_size, progress.add)
 
 
-def _copy(src: str, dst: str, progress: _Progress) -> None:
+def _copy(src: str, dst: str, size: int, progress: _Progress) -> None:
   """Copies through the filesystem: server-side within one object store
   (S3 CopyObject, GCS rewrite), streamed by TensorFlow otherwise.
 
@@ -96,20 +96,23 @@ def _copy(src: str, dst: str, progress: _Progress) -> None:
   when the written bundle is read back.
   """
   tf.io.gfile.copy(src, dst, overwrite=True)
-  progress.add(tf.io.gfile.stat(src).length)
+  progress.add(size)
 
 
 def link_or_copy_bundle(checkpoint: checkpoint_lib.CheckpointInfo,
-                        variables_dir: str, allow_links: bool = True) -> str:
+                        variables_dir: str, allow_links: bool = True
+                        ) -> Tuple[str, int]:
   """Puts the checkpoint's own files in `variables_dir` under the SavedModel's
   names. Returns the method used for the data shards ('reflink',
-  'hardlink' or 'copy'; the weakest if they differ)."""
-  total = checkpoint.total_bytes
+  'hardlink' or 'copy'; the weakest if they differ) and the bytes of the
+  files (each file's size read once: a request on a remote checkpoint)."""
+  sizes = {f: tf.io.gfile.stat(f).length for f in checkpoint.files}
+  total = sum(sizes.values())
   progress = _Progress(f'copying checkpoint {checkpoint.prefix}', total)
   local = filesystem.is_local(variables_dir) and filesystem.is_local(
       checkpoint.prefix)
   methods = []
-  for src in checkpoint.files:
+  for src, size in sizes.items():
     dst = filesystem.join(variables_dir, _target_name(src, checkpoint.prefix))
     # The index may be rewritten in place by a later save to the same prefix.
     is_index = src.endswith('.index')
@@ -130,15 +133,17 @@ def link_or_copy_bundle(checkpoint: checkpoint_lib.CheckpointInfo,
           if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK,
                              errno.ENOTSUP, errno.EACCES):
             raise
-    if method == 'copy':
-      (_copy_local if local else _copy)(src, dst, progress)
+    if method == 'copy' and local:
+      _copy_local(src, dst, progress)
+    elif method == 'copy':
+      _copy(src, dst, size, progress)
     if not is_index:
       methods.append(method)
   # The weakest method used describes the whole transfer.
   for method in ('copy', 'hardlink', 'reflink'):
     if method in methods:
-      return method
-  return 'copy'
+      return method, total
+  return 'copy', total
 
 
 def _entry_bytes(spec: saver_spec.VariableSpec, slice_spec: str,
@@ -278,8 +283,7 @@ def write_variables(checkpoint: checkpoint_lib.CheckpointInfo,
   keys = tuple(sorted(set(needed) | set(constants)))
   if (set(keys) == set(checkpoint.variables) and
       _holds_constants(checkpoint, constants)):
-    method = link_or_copy_bundle(checkpoint, variables_dir, allow_links)
-    size = checkpoint.total_bytes
+    method, size = link_or_copy_bundle(checkpoint, variables_dir, allow_links)
   else:
     method, size = _write_subset(checkpoint, needed, variables_dir,
                                  chunk_bytes, constants)

@@ -158,7 +158,7 @@ class TagsTest(absltest.TestCase):
                      ('train',))
 
 
-class PublicEntryPointTest(parameterized.TestCase):
+class PublicEntryPointTest(models.ClassRootMixin, parameterized.TestCase):
   """The same checks through export_all_saved_models: nothing is written."""
 
   @classmethod
@@ -167,7 +167,7 @@ class PublicEntryPointTest(parameterized.TestCase):
     # Validation comes before the checkpoint: no training needed.
     cls.estimator = models.MixinEstimator(
         models.linear_model_fn, params={},
-        model_dir=absltest.get_default_test_tmpdir() + '/modes_test_model')
+        model_dir=os.path.join(cls.root, 'model'))
 
   @parameterized.named_parameters(
       ('unknown_key', {ModeKeys.TRAIN: _receiver(), 'predict': _receiver()},

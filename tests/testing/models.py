@@ -28,6 +28,10 @@ class ClassRootMixin:
   `create_tempdir()` (Bazel's sandbox mounts /tmp apart from TEST_TMPDIR), so
   an export can hard-link a checkpoint trained in it. Removed after the class.
   Put it before the TestCase base: `class T(models.ClassRootMixin, ...)`.
+
+  absltest's tmpdir is made here when missing: under pytest nothing else makes
+  it before a test's `create_tempdir()`, so on a fresh machine (or with a new
+  TMPDIR) the class root would have no parent.
   """
 
   root: str
@@ -35,8 +39,9 @@ class ClassRootMixin:
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.root = tempfile.mkdtemp(prefix=cls.__name__,
-                                dir=absltest.get_default_test_tmpdir())
+    parent = absltest.get_default_test_tmpdir()
+    os.makedirs(parent, exist_ok=True)
+    cls.root = tempfile.mkdtemp(prefix=cls.__name__, dir=parent)
 
   @classmethod
   def tearDownClass(cls):

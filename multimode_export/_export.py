@@ -92,7 +92,7 @@ def write_plan(plan: _plan.ExportPlan, options: _options.ExportOptions) -> str:
   """
   base = plan.export_dir_base
   publish.remove_stale_staging(base)
-  with publish.open_staging(base) as staging:
+  with publish.open_staging(base, options.durable) as staging:
     with write_errors_as_publish_error(base):
       saved_model_writer.write_saved_model(
           staging.path, plan.graphs, plan.carrier, plan.checkpoint,
@@ -125,6 +125,7 @@ def export_all_saved_models(
     raw_signatures: bool = False,
     warmup_requests: Union[bool, Sequence[Any], None] = None,
     warmup_signatures: Optional[Sequence[str]] = None,
+    durable: bool = True,
 ) -> str:
   """Exports one SavedModel with a MetaGraphDef for each requested mode.
 
@@ -177,6 +178,12 @@ def export_all_saved_models(
       examples or feature dicts. Needs the tensorflow-serving-api protos.
     warmup_signatures: the serving signatures to warm up; default every
       classify, regress and predict signature.
+    durable: on a local filesystem, `fsync` every file and directory of
+      the export before publishing it and the new name after, so that a
+      returned export survives a power cut or kernel crash (hard-linked
+      checkpoint files are synced too: they share the checkpoint's data).
+      False for scratch exports that need not survive one. Nothing to do
+      on object stores and `ram://` (see docs/publishing.md).
 
   Returns:
     The path of the new export directory, as `str`.

@@ -57,7 +57,7 @@ def write_plan_per_mode(plan: _plan.ExportPlan,
   write_options = export_lib.write_options(plan, options)
   publish.remove_stale_staging(base)
   names = {g.mode: layout.MODE_DIRS[g.mode] for g in plan.graphs}
-  with publish.open_staging(base) as staging:
+  with publish.open_staging(base, options.durable) as staging:
     for graph in plan.graphs:
       path = filesystem.join(staging.path, names[graph.mode])
       with export_lib.write_errors_as_publish_error(base):
@@ -99,6 +99,7 @@ def export_saved_models_per_mode(
     raw_signatures: bool = False,
     warmup_requests: Union[bool, Sequence[Any], None] = None,
     warmup_signatures: Optional[Sequence[str]] = None,
+    durable: bool = True,
 ) -> Dict[str, str]:
   """Exports each requested mode as its own single-graph SavedModel.
 
@@ -146,6 +147,12 @@ def export_saved_models_per_mode(
     warmup_requests: TF Serving warmup records for the serve part (see
       `export_all_saved_models`).
     warmup_signatures: the serving signatures they warm up.
+    durable: on a local filesystem, `fsync` every file and directory of
+      the export before publishing it and the new name after, so that a
+      returned export survives a power cut or kernel crash (hard-linked
+      checkpoint files are synced too: they share the checkpoint's data).
+      False for scratch exports that need not survive one. Nothing to do
+      on object stores and `ram://` (see docs/publishing.md).
 
   Returns:
     `{mode: path}`: ModeKeys value -> published SavedModel directory.

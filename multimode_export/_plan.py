@@ -145,10 +145,11 @@ def plan_export(estimator: tf.compat.v1.estimator.Estimator,
 
 def _check_new_options(options: _options.ExportOptions, receivers,
                        extra: Dict[str, str]) -> None:
-  """Validates `raw_signatures` and the warmup options (issue 16)."""
-  if not isinstance(options.raw_signatures, bool):
-    raise TypeError('raw_signatures: expected True or False, got '
-                    f'{options.raw_signatures!r}')
+  """Validates `raw_signatures`, `durable` and the warmup options."""
+  for name in ('raw_signatures', 'durable'):
+    if not isinstance(getattr(options, name), bool):
+      raise TypeError(f'{name}: expected True or False, got '
+                      f'{getattr(options, name)!r}')
   requests = options.warmup_requests
   warmup_lib.check_requests(requests, options.warmup_signatures)
   if not requests:

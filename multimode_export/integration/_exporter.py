@@ -146,7 +146,8 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
       raw_signatures: bool = False,
       warmup_requests: Union[bool, Sequence[Any], None] = None,
       warmup_signatures: Optional[Sequence[str]] = None,
-      reuse_graphs: bool = True):
+      reuse_graphs: bool = True,
+      durable: bool = True):
     """Creates the exporter; validates every argument.
 
     Args:
@@ -187,6 +188,7 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
         the files costs, not three model_fn calls. False rebuilds them at
         every export, for a model_fn whose graph depends on something that
         changes while training (e.g. a file it reads when called).
+      durable: see `export_all_saved_models`.
 
     Raises:
       TypeError: an argument has the wrong type.

@@ -23,6 +23,10 @@ finished export is moved into place without copying.
     the new export is moved in with `saved_model.pb` last. A reader may find
     no export for that time, never a mix of the old and new.
 Nothing outside the target and the staging directory is touched.
+
+Durable (local, the default): the staged tree is synced before the rename or
+swap, and the parent after it; if that last sync fails, the rename or swap
+is undone (`_durable`).
 """
 
 import ctypes
@@ -35,6 +39,7 @@ from absl import logging
 
 from multimode_export import _filesystem as filesystem
 from multimode_export import errors
+from multimode_export.publishing import _durable
 from multimode_export.publishing import _layout as layout
 from multimode_export.publishing import _lock
 from multimode_export.publishing import _remote
@@ -125,6 +130,7 @@ def _replace_local(new: str, target: str) -> None:
 
 def _publish_local(staging: _staging.Staging, export_dir: str,
                    overwrite: bool) -> None:
+  staging.sync()
   # Checked again under the parent's lock: another exporter may have
   # published here since the plan was made.
   with _lock.base_lock(staging.export_dir_base):
@@ -136,6 +142,16 @@ def _publish_local(staging: _staging.Staging, export_dir: str,
       logging.info('Replaced the export at %s', export_dir)
     else:
       os.rename(new, target)  # also atomically replaces an empty directory
+    if not staging.durable:
+      return
+    try:
+      _durable.sync_dir(filesystem.local_path(staging.export_dir_base))
+    except OSError:
+      if state == EXPORT:
+        _replace_local(new, target)  # swaps back
+      else:
+        os.rename(target, new)
+      raise
 
 
 def _publish_remote(staging: _staging.Staging, export_dir: str,

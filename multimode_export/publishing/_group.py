@@ -20,6 +20,7 @@ from absl import logging
 
 from multimode_export import _filesystem as filesystem
 from multimode_export import errors
+from multimode_export.publishing import _durable
 from multimode_export.publishing import _local
 from multimode_export.publishing import _lock
 from multimode_export.publishing import _remote
@@ -32,8 +33,8 @@ JOURNAL = '.publishing-group'
 
 
 def publish_group(staging_path: str, export_dir_base: str,
-                  names: Sequence[str], reserved: Iterable[str]
-                  ) -> Dict[str, str]:
+                  names: Sequence[str], reserved: Iterable[str],
+                  durable: bool = False) -> Dict[str, str]:
   """Publishes each staged subdirectory as `<base>/<name>/<version>`.
 
   Args:
@@ -42,6 +43,8 @@ def publish_group(staging_path: str, export_dir_base: str,
     names: subdirectories of the staging directory, in publish order.
     reserved: every name whose versions the new version must exceed (a
       superset of `names`).
+    durable: sync the journal before the first move and each move before
+      the next (local; the staged tree is already synced, see `_durable`).
 
   Returns:
     name -> published directory.
@@ -57,12 +60,17 @@ def publish_group(staging_path: str, export_dir_base: str,
     move_dirs = _remote.move_dirs
     choice = _remote.claimed_version(base, bases, staging_path)
   with choice as version:
-    with tf.io.gfile.GFile(filesystem.join(staging_path, JOURNAL), 'w') as f:
+    journal = filesystem.join(staging_path, JOURNAL)
+    with tf.io.gfile.GFile(journal, 'w') as f:
       f.write(json.dumps({'version': version, 'names': list(names)}))
+    if durable:  # a crash mid-group must leave the journal for roll_back
+      _durable.sync_file(filesystem.local_path(journal))
+      _durable.sync_dir(filesystem.local_path(staging_path))
     finals = {n: _versions.version_dir(filesystem.join(base, n), version)
               for n in names}
     try:
-      move_dirs([(filesystem.join(staging_path, n), finals[n]) for n in names])
+      move_dirs([(filesystem.join(staging_path, n), finals[n]) for n in names],
+                durable=durable)
     except (OSError, tf.errors.OpError) as e:
       raise errors.PublishError(
           f'publishing version {version} of {list(names)} under {base!r} '
@@ -109,6 +117,10 @@ def roll_back(export_dir_base: str, staging_path: str) -> None:
 def _unpublish(published: str, staged: str) -> None:
   if filesystem.is_local(published) and not tf.io.gfile.exists(staged):
     os.rename(filesystem.local_path(published), filesystem.local_path(staged))
+    # Durably, before the staging directory is removed: else a crash could
+    # keep the member published and lose the journal that names it.
+    _durable.sync_dirs([os.path.dirname(filesystem.local_path(published)),
+                        os.path.dirname(filesystem.local_path(staged))])
     return
   for proto in _format.SAVED_MODEL_FILES:
     with contextlib.suppress(tf.errors.NotFoundError):

@@ -18,6 +18,7 @@ import tensorflow as tf
 from absl import logging
 
 from multimode_export import _filesystem as filesystem
+from multimode_export.publishing import _durable
 from multimode_export.publishing import _lock
 from multimode_export.publishing import _versions
 
@@ -44,8 +45,14 @@ def create_staging(export_dir_base: str, path: str) -> int:
   raise FileNotFoundError(f'{base!r} keeps disappearing')
 
 
-def publish_version(path: str, export_dir_base: str) -> str:
-  """Renames the staging directory to the next version; returns its path."""
+def publish_version(path: str, export_dir_base: str,
+                    durable: bool = False) -> str:
+  """Renames the staging directory to the next version; returns its path.
+
+  With `durable`, the base is synced after the rename; if that fails, the
+  rename is undone and the error raised: a version the call did not return
+  is not left published.
+  """
   with _lock.base_lock(export_dir_base):
     final = _versions.version_dir(
         export_dir_base, _versions.next_version([export_dir_base]))
@@ -57,18 +64,31 @@ def publish_version(path: str, export_dir_base: str) -> str:
       # it); under the base lock, `target` can only be ours.
       if not (os.path.isdir(target) and not os.path.lexists(staged)):
         raise
+    if durable:
+      try:
+        _durable.sync_dir(filesystem.local_path(export_dir_base))
+      except OSError:
+        os.rename(target, staged)
+        raise
     return final
 
 
-def move_dirs(moves: Sequence[Tuple[str, str]]) -> None:
+def move_dirs(moves: Sequence[Tuple[str, str]], durable: bool = False
+              ) -> None:
   """Renames directories in order; on failure renames them back and removes
-  the parent directories it created."""
+  the parent directories it created.
+
+  With `durable`, each rename is synced (both directories, and the entries
+  of the parents it created) before the next one: after a crash, the moves
+  that survive are a prefix of `moves`.
+  """
   done, created = [], []
   try:
     for src, dst in moves:
       src, dst = filesystem.local_path(src), filesystem.local_path(dst)
       parent = os.path.dirname(dst)
-      created.extend(filesystem.missing_dirs(parent))
+      new_dirs = filesystem.missing_dirs(parent)
+      created.extend(new_dirs)
       os.makedirs(parent, exist_ok=True)
       try:
         os.rename(src, dst)
@@ -77,6 +97,9 @@ def move_dirs(moves: Sequence[Tuple[str, str]]) -> None:
         if not os.path.lexists(dst) or os.path.lexists(src):
           raise
       done.append((src, dst))
+      if durable:
+        _durable.sync_dirs([parent, os.path.dirname(src)] + [
+            os.path.dirname(d) for d in new_dirs])
   except BaseException:  # also KeyboardInterrupt: never leave half a group
     for src, dst in reversed(done):
       os.rename(dst, src)

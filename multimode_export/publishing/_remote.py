@@ -203,11 +203,14 @@ def claimed_version(export_dir_base: str, version_bases: Sequence[str],
     _unclaim(claim)
 
 
-def publish_version(path: str, export_dir_base: str) -> str:
+def publish_version(path: str, export_dir_base: str,
+                    durable: bool = False) -> str:
   """Claims the next version, moves the staged files into it, protos last.
 
   Returns the version directory. Only files this export moved are ever
-  removed or moved back; the claim is deleted in every case.
+  removed or moved back; the claim is deleted in every case. `durable` is
+  ignored: on an object store a completed write is durable, and `ram://`
+  lives in memory (see `_durable`).
   """
   order = _protos_last(filesystem.walk_files(path))
   if not order:
@@ -241,13 +244,15 @@ def _move_back(moved: Sequence[str], path: str, final: str) -> None:
   _remove_quietly(final, only_if_no_files=True)
 
 
-def move_dirs(moves: Sequence[Tuple[str, str]]) -> None:
+def move_dirs(moves: Sequence[Tuple[str, str]], durable: bool = False
+              ) -> None:
   """Moves every file of each (source dir, new dir) pair, file by file.
 
   Every SavedModel proto is moved after every other file of every pair, in
   the order of `moves`, so a reader that waits for `saved_model.pb` never
   sees a partial directory. On failure the moved files are moved back and
-  the new directories removed.
+  the new directories removed. `durable` is ignored, as in
+  `publish_version`.
   """
   files, protos = [], []
   for src_dir, dst_dir in moves:

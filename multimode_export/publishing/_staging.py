@@ -8,6 +8,10 @@ filesystem, one protocol per module: `_local` (one rename under the base
 lock), `_remote` (file by file, protos last), `_group` (the per-mode layout's
 modes under one version) and `_fixed_dir` (an explicit `export_dir`).
 
+On a local filesystem a durable staging (the default) is synced before it
+is published and its new name after (`_durable`), so that a published
+version also survives a machine crash.
+
 Failures before publishing remove the staging directory and any directory
 the export created (the base itself and missing parents, if still empty),
 so `export_dir_base` is left as it was.
@@ -25,6 +29,7 @@ from absl import logging
 
 from multimode_export import _filesystem as filesystem
 from multimode_export import errors
+from multimode_export.publishing import _durable
 from multimode_export.publishing import _group
 from multimode_export.publishing import _local
 from multimode_export.publishing import _remote
@@ -47,12 +52,14 @@ class Staging:
     export_dir_base: where the export is published.
     path: the staging directory.
     local: whether the base is on the local filesystem.
+    durable: whether publishing syncs (local and asked for, see `_durable`).
     published: whether the export has been published.
   """
 
-  def __init__(self, export_dir_base: str):
+  def __init__(self, export_dir_base: str, durable: bool = True):
     self.export_dir_base = export_dir_base
     self.local = filesystem.is_local(export_dir_base)
+    self.durable = durable and _durable.applies(export_dir_base)
     self._protocol = _protocol(export_dir_base)
     # The creation time ends the name: remote staging directories have no
     # lock and often no reliable mtime.
@@ -71,9 +78,21 @@ class Staging:
           f'export_dir_base {export_dir_base!r} is not writable: '
           f'{type(e).__name__}: {e}', export_dir_base) from e
 
+  def sync(self) -> None:
+    """If durable, syncs the staged tree and the directories this export
+    created (see `_durable.sync_tree`); call once the contents are complete.
+
+    Raises:
+      OSError: a sync failed.
+    """
+    if self.durable:
+      _durable.sync_tree(self.path, self._created)
+
   def publish(self) -> str:
     """Makes the staged export visible as the next version; returns its path."""
-    final = self._protocol.publish_version(self.path, self.export_dir_base)
+    self.sync()
+    final = self._protocol.publish_version(self.path, self.export_dir_base,
+                                           durable=self.durable)
     self.published = True
     self._release()
     logging.info('Export published at %s', final)
@@ -82,8 +101,9 @@ class Staging:
   def publish_group(self, names: Sequence[str],
                     reserved: Iterable[str]) -> Dict[str, str]:
     """Publishes each staged subdirectory under one version (see `_group`)."""
+    self.sync()
     finals = _group.publish_group(self.path, self.export_dir_base, names,
-                                  reserved)
+                                  reserved, durable=self.durable)
     self.published = True
     self.discard()  # only the journal is left in it
     return finals
@@ -105,9 +125,10 @@ class Staging:
 
 
 @contextlib.contextmanager
-def open_staging(export_dir_base: str) -> Iterator[Staging]:
+def open_staging(export_dir_base: str,
+                 durable: bool = True) -> Iterator[Staging]:
   """Yields a Staging; discards it if the body raises or does not publish."""
-  staging = Staging(export_dir_base)
+  staging = Staging(export_dir_base, durable)
   try:
     yield staging
   finally:

@@ -3,14 +3,16 @@
 benchmarks/export_cost.py writes the measurements to results.json and renders
 results.md from them; benchmarks/small_model.py does the same with
 small_model.json and small_model.md, benchmarks/verify_cost.py with
-verify.json and verify.md. A hand edit of a number in a page, or a page left
+verify.json and verify.md, benchmarks/durability.py with durability.json and
+durability.md. A hand edit of a number in a page, or a page left
 over from another run, makes this test fail. Re-render with
 `python benchmarks/export_cost.py --render`,
 `python benchmarks/small_model.py --sm_render` or
-`python benchmarks/verify_cost.py --render`.
+`python benchmarks/verify_cost.py --render` or
+`python benchmarks/durability.py --render`.
 """
 
-# bazel-data: //benchmarks:export_cost.py //benchmarks:small_model.py //benchmarks:verify_cost.py //docs:benchmarks/results.json //docs:benchmarks/results.md //docs:benchmarks/small_model.json //docs:benchmarks/small_model.md //docs:benchmarks/verify.json //docs:benchmarks/verify.md
+# bazel-data: //benchmarks:export_cost.py //benchmarks:small_model.py //benchmarks:verify_cost.py //docs:benchmarks/results.json //docs:benchmarks/results.md //docs:benchmarks/small_model.json //docs:benchmarks/small_model.md //docs:benchmarks/verify.json //docs:benchmarks/verify.md //benchmarks:durability.py //docs:benchmarks/durability.json //docs:benchmarks/durability.md
 
 import importlib.util
 import json
@@ -80,6 +82,19 @@ class BenchmarkResultsTest(absltest.TestCase):
 
   def test_verify_md_is_rendered_from_verify_json(self):
     self._assert_rendered('verify', 'verify_cost', '--render')
+
+  def test_durability_md_is_rendered_from_durability_json(self):
+    self._assert_rendered('durability', 'durability', '--render')
+
+  def test_durability_json_holds_both_sizes_and_every_contender(self):
+    data = json.loads(_read('durability.json'))
+    durability = _benchmark('durability')
+    self.assertCountEqual(data['sizes'], durability.DEFAULT_SIZES)
+    for size in data['sizes'].values():
+      for state, contenders in durability.CONTENDERS.items():
+        self.assertCountEqual(size['runs'][state], contenders)
+        for runs in size['runs'][state].values():
+          self.assertLen(runs, size['repeats'])
 
   def test_verify_json_holds_every_part(self):
     data = json.loads(_read('verify.json'))

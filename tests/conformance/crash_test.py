@@ -4,11 +4,11 @@ A real export runs in a subprocess under `strace -f -y`
 (`traced_export_worker.py`), into a root directory that already holds the
 checkpoint and an earlier export (synced). From the trace:
 
-* the trace test (`test_syncs_*`): every file of the published version was
+* the trace test (`_check_syncs`): every file of the published version was
   synced after its last write and before the publishing rename, every
   directory of it before the rename, and the directory receiving the new
   name after it, before the call returned (`crash_checks.sync_violations`);
-* the power-cut simulation (`test_power_cut_*`): for every point of the run
+* the power-cut simulation (`_check_power_cut`): for every point of the run
   where the power could go, every state the persistence model of
   `testing/power_cut.py` allows (unsynced data lost, name operations not
   made durable by a directory sync kept or undone, in order) is rebuilt and
@@ -136,7 +136,13 @@ class CrashTest(models.ClassRootMixin, parameterized.TestCase):
                                      always=always, groups=groups)
 
   @parameterized.parameters(*_LAYOUTS)
-  def test_syncs(self, layout):
+  def test_syncs_and_power_cut(self, layout):
+    # One test per layout, both layers on the same two traced runs: under
+    # pytest-xdist a worker traces only the layouts it runs.
+    self._check_syncs(layout)
+    self._check_power_cut(layout)
+
+  def _check_syncs(self, layout):
     tree, paths, _, _ = self._run(layout, durable=True)
     self.assertEqual(crash_checks.sync_violations(tree, paths, _RETURNED), [])
     # Control: the same export without syncing fails the same check.
@@ -146,8 +152,7 @@ class CrashTest(models.ClassRootMixin, parameterized.TestCase):
     self.assertTrue(any('saved_model.pb: file not synced' in m
                         for m in missing), missing)
 
-  @parameterized.parameters(*_LAYOUTS)
-  def test_power_cut(self, layout):
+  def _check_power_cut(self, layout):
     tree, paths, root, target = self._run(layout, durable=True)
     checker = self._checker(layout, tree, paths, root, target)
     self.assertEqual(checker.loadable(

@@ -38,6 +38,8 @@ import export_cost  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('big_repeats', 2, 'Runs of each contender from 1 GiB.')
+flags.DEFINE_bool('threads_only', False, 'Only measure sync_tree with 1 and '
+                  'with 4 threads, into the existing durability.json.')
 # export_cost defines --sizes (here 0.1,3 unless given), --repeats (runs
 # below 1 GiB), --out, --work_dir (local disk), --render and --worker.
 DEFAULT_SIZES = ['0.1', '3']
@@ -145,6 +147,34 @@ def measure_size(size_gib: float, work: str, repeats: int) -> Dict:
   return {'ckpt_bytes': ckpt_bytes, 'repeats': repeats, 'runs': runs}
 
 
+THREAD_FILES, THREAD_FILE_BYTES, THREAD_REPEATS = 12, 8 << 20, 6
+
+
+def measure_threads(work: str) -> Dict:
+  """`sync_tree` of THREAD_FILES freshly written (dirty) files, with one
+  thread and with `_durable`'s threads, alternating."""
+  from multimode_export.publishing import _durable  # pylint: disable=g-import-not-at-top
+  default = _durable._THREADS  # pylint: disable=protected-access
+  runs = {'1': [], str(default): []}
+  tree = os.path.join(work, 'threads')
+  for repeat in range(THREAD_REPEATS):
+    for threads in (1, default) if repeat % 2 == 0 else (default, 1):
+      shutil.rmtree(tree, ignore_errors=True)
+      os.sync()
+      os.makedirs(tree)
+      for i in range(THREAD_FILES):
+        with open(os.path.join(tree, f'file-{i}'), 'wb') as f:
+          f.write(os.urandom(THREAD_FILE_BYTES))
+      _durable._THREADS = threads  # pylint: disable=protected-access
+      start = time.perf_counter()
+      _durable.sync_tree(tree)
+      runs[str(threads)].append(time.perf_counter() - start)
+  _durable._THREADS = default  # pylint: disable=protected-access
+  shutil.rmtree(tree, ignore_errors=True)
+  return {'files': THREAD_FILES, 'file_bytes': THREAD_FILE_BYTES,
+          'seconds': runs}
+
+
 def _median(runs: List[dict], key: str = 'seconds') -> float:
   return statistics.median(r[key] for r in runs)
 
@@ -209,6 +239,16 @@ def render_markdown(data: Dict) -> str:
         f'{s["dirty_sync"]:.3f} = {s["dirty_sync_vs_alone"]:.2f}x '
         f'({"met" if s["dirty_sync"] <= s["dirty_sync_alone"] else "NOT met"})'
         ' |')
+  threads = data.get('threads')
+  if threads:
+    medians = {k: statistics.median(v) for k, v in threads['seconds'].items()}
+    one, many = medians['1'], min(v for k, v in medians.items() if k != '1')
+    lines += ['', f'Syncing in threads: `sync_tree` of {threads["files"]} '
+              f'freshly written files of {threads["file_bytes"] >> 20} MiB, '
+              f'{len(threads["seconds"]["1"])} runs alternating: one thread '
+              f'{one:.3f} s, ' + ', '.join(
+                  f'{k} threads {v:.3f} s' for k, v in medians.items()
+                  if k != '1') + f' (median; {one / many:.1f}x faster).']
   lines += ['', f'![durable and non-durable export calls]({PLOT_NAME})', '']
   return '\n'.join(lines)
 
@@ -255,6 +295,16 @@ def main(argv):
     print(json.dumps(worker(json.loads(FLAGS.worker))))
     return
   if FLAGS.render:
+    render(FLAGS.out)
+    return
+  if FLAGS.threads_only:
+    path = os.path.join(FLAGS.out, JSON_NAME)
+    with open(path) as f:
+      data = json.load(f)
+    work = FLAGS.work_dir or tempfile.mkdtemp(prefix='durability-')
+    data['threads'] = measure_threads(work)
+    with open(path, 'w') as f:
+      json.dump(data, f, indent=1)
     render(FLAGS.out)
     return
   work = FLAGS.work_dir or tempfile.mkdtemp(prefix='durability-')

@@ -116,6 +116,18 @@ class DurableOptionTest(models.ClassRootMixin, parameterized.TestCase):
                  'per_mode': os.path.join(target, 'serve')}[layout]
     self.assertIn(receiving, counting.synced)
 
+  def test_exporter_passes_the_option_on(self):
+    base = os.path.join(self.create_tempdir().full_path, 'export', 'x')
+    for durable_option, expect_syncs in ((False, False), (True, True)):
+      exporter = multimode_export.MultiModeExporter(
+          'x', receiver_fns.receiver_map(), durable=durable_option)
+      counting = _CountingOs()
+      with mock.patch.object(durable, 'os', counting):
+        path = exporter.export(self.estimator, base, None, {'loss': 1.0},
+                               False)
+      self.assertEqual(bool(counting.synced), expect_syncs)
+      self.assertEqual(base in counting.synced, expect_syncs, path)
+
   def test_ram_filesystem_syncs_nothing(self):
     counting = _CountingOs()
     with mock.patch.object(durable, 'os', counting):

@@ -48,6 +48,7 @@ from multimode_export import _per_mode as per_mode
 from multimode_export import _plan as plan_lib
 from multimode_export import errors
 from multimode_export.graph import _modes as modes_lib
+from multimode_export.integration import _distribution as distribution
 from multimode_export.integration import _eval_history as eval_history
 from multimode_export.integration import _exporter_settings as settings_lib
 from multimode_export.publishing import _gc as export_gc
@@ -196,6 +197,7 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
         name, input_receiver_fn_map, exports_to_keep, compare_fn,
         event_file_pattern, tags, layout, reuse_graphs, export_dir_base)
     assets_extra_lib.normalize(assets_extra)
+    distribution.warn_about_setup(name)
     self._options = _options.ExportOptions.from_arguments(dict(
         locals(), tags=self._settings.tags,
         assets_extra=dict(assets_extra) if assets_extra else None))

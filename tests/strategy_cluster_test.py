@@ -67,17 +67,9 @@ class StrategyClusterTest(tf.test.TestCase):
     try:
       for index in range(jobs.get('ps', 0)):
         cluster.start('ps', index)
-      cluster.start('chief')
-      cluster.start('evaluator')
-      if strategy == 'ps':
-        # The worker joins once the chief has initialized the variables,
-        # else it polls for them only every 30 s.
-        while not os.path.exists(os.path.join(model_dir, 'checkpoint')):
-          cluster.wait([], deadline)
-          if time.time() > deadline:
-            raise TimeoutError('the chief wrote no checkpoint')
-          time.sleep(0.2)
-      cluster.start('worker')
+      # A PS worker waits for the chief's session itself (strategy_task).
+      for task_type in ('chief', 'worker', 'evaluator'):
+        cluster.start(task_type)
       cluster.wait(['chief-0', 'worker-0', 'evaluator-0'], deadline)
       for index in range(jobs.get('ps', 0)):  # they never exit by themselves
         self.assertIsNone(cluster.procs[f'ps-{index}'].poll())
@@ -91,9 +83,15 @@ class StrategyClusterTest(tf.test.TestCase):
     for problem in distribution.setup_problems(
         {'cluster': {'chief': ['x']}, 'task': {'type': 'evaluator'}}, True):
       self.assertNotIn(problem[:40], evaluator_log)  # set up as documented
-    self.assertTrue(os.path.exists(os.path.join(started_dir, 'worker-0')))
+    steps = {}
+    for task in ('chief-0', 'worker-0'):  # both trainers really trained
+      with open(os.path.join(started_dir, task + '.steps')) as f:
+        steps[task] = int(f.read())
+      self.assertGreater(steps[task], 0, task)
     return (model_dir, base, models.read_records(record_file),
-            [f'{strategy}: cluster run took {elapsed:.1f} s'])
+            [f'{strategy}: cluster run took {elapsed:.1f} s',
+             f"{strategy}: steps run: chief {steps['chief-0']}, worker "
+             f"{steps['worker-0']}"])
 
   def _check_exports(self, strategy, model_dir, base, records):
     _, max_steps, partitions = _SETUPS[strategy]

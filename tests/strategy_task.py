@@ -46,9 +46,16 @@ _STARTED_DIR = flags.DEFINE_string(
 _WAIT_SECONDS = 60.0
 
 
+def _wait_for(path: str) -> None:
+  deadline = time.time() + _WAIT_SECONDS
+  while not os.path.exists(path) and time.time() < deadline:
+    time.sleep(0.05)
+
+
 class JoinHook(tf.compat.v1.train.SessionRunHook):
   """Marks this trainer's session started; the chief waits for the worker's
-  mark before its second step (at most `_WAIT_SECONDS`)."""
+  mark before its second step (at most `_WAIT_SECONDS`). Keeps the number of
+  steps this trainer ran in `<started_dir>/<task>.steps`."""
 
   def __init__(self, task: str, started_dir: str):
     self._mark = os.path.join(started_dir, task)
@@ -62,10 +69,11 @@ class JoinHook(tf.compat.v1.train.SessionRunHook):
 
   def before_run(self, run_context):
     if self._is_chief and self._steps == 1:
-      deadline = time.time() + _WAIT_SECONDS
-      while not os.path.exists(self._worker_mark) and time.time() < deadline:
-        time.sleep(0.05)
+      _wait_for(self._worker_mark)
     self._steps += 1
+    # Not in end(): the strategies' training ends without calling it.
+    with open(self._mark + '.steps', 'w') as f:
+      f.write(str(self._steps))
 
 
 class StepRecordingExporter(models.RecordingExporter):
@@ -110,8 +118,16 @@ def main(argv):
   estimator = tf.estimator.Estimator(
       models.embedding_model_fn, config=config,
       params={'partitions': 2 if _STRATEGY.value == 'ps' else 1})
-  task = f'{config.task_type}-{config.task_id}'
+  # From TF_CONFIG: with train_distribute, `config.task_type` is 'worker'
+  # (id 0) on every task.
+  task_env = json.loads(os.environ['TF_CONFIG'])['task']
+  task = f"{task_env['type']}-{task_env['index']}"
   hooks = [JoinHook(task, _STARTED_DIR.value)] if _STARTED_DIR.value else []
+  if _STRATEGY.value == 'ps' and task == 'worker-0' and _STARTED_DIR.value:
+    # A PS worker that asks before the chief has initialized the variables
+    # polls again only 30 s later: it waits for the chief's session here,
+    # with TensorFlow already imported.
+    _wait_for(os.path.join(_STARTED_DIR.value, 'chief-0'))
   tf.estimator.train_and_evaluate(
       estimator,
       tf.estimator.TrainSpec(datasets.id_input_fn(), max_steps=_MAX_STEPS.value,

@@ -102,7 +102,8 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
 
   Use it in `tf.estimator.EvalSpec(exporters=...)`. `train_and_evaluate`
   calls `export` after every evaluation with the evaluated checkpoint; the
-  export lands in `<model_dir>/export/<name>/<version>`.
+  export lands in `<model_dir>/export/<name>/<version>`, or in
+  `<export_dir_base>/<version>` when `export_dir_base` is given.
 
   * Latest mode (`compare_fn=None`): every call exports, then garbage
     collection keeps the newest `exports_to_keep` exports of this exporter.
@@ -112,7 +113,10 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
     exports a worse model over a better one.
 
   Only the task that should export does (`is_exporting_task`); on others
-  `export` returns None without writing anything.
+  `export` returns None without writing anything. Constructed in a process
+  whose `TF_CONFIG` and eager state look like a distributed setup that
+  `train_distribute` fails on, it logs a warning saying what to set
+  (docs/distributed.md).
   """
 
   def __init__(

@@ -9,7 +9,9 @@ with its `TF_CONFIG` (`testing.clusters`):
   evaluator.
 
 Every task turns eager execution off first and the evaluator is listed in
-the cluster (what docs/distributed.md tells users to set). Each export the
+the cluster (what docs/distributed.md tells users to set); one more test
+runs a MultiWorkerMirroredStrategy evaluator outside the cluster, which
+the exporter warns about before the strategy fails. Each export the
 evaluator's `MultiModeExporter` made must hold every mode, equal the
 checkpoint it was made from variable by variable (the global step stored in
 it included, which under asynchronous PS training can be past the step in
@@ -145,6 +147,33 @@ class StrategyClusterTest(tf.test.TestCase):
   def test_parameter_server_strategy(self):
     printed = self._test('ps')
     self._check_doc(printed, 'ps')
+
+  def test_mwms_evaluator_outside_the_cluster_is_told_what_to_set(self):
+    # The mistake, for real: the evaluator is not in TF_CONFIG's cluster.
+    # The exporter (constructed before the strategy) logs what to set; then
+    # creating the strategy fails, before any evaluation.
+    root = self.create_tempdir().full_path
+    cluster = clusters.Cluster(
+        {'chief': 1, 'worker': 1}, os.path.join(_HERE, 'strategy_task.py'),
+        [f'--model_dir={os.path.join(root, "model")}',
+         f'--record_file={os.path.join(root, "exports.jsonl")}',
+         '--strategy=mwms'], root)
+    self.addCleanup(cluster.kill_all)
+    cluster.start('evaluator')
+    evaluator = cluster.procs['evaluator-0']
+    try:
+      evaluator.wait(timeout=HARD_TIMEOUT_SECONDS)
+    finally:
+      cluster.kill_all()
+    self.assertNotEqual(evaluator.returncode, 0)
+    with open(cluster.log_path('evaluator-0')) as f:
+      log = f.read()
+    [problem] = distribution.setup_problems(
+        {'cluster': cluster.cluster, 'task': {'type': 'evaluator'}}, False)
+    warned = log.find(f"Exporter 'multimode': {problem}")
+    failed = log.find("KeyError: 'evaluator'")
+    self.assertGreaterEqual(warned, 0, log[-3000:])
+    self.assertGreater(failed, warned, log[-3000:])
 
   def _check_doc(self, printed, key):
     # docs/distributed.md shows these lines (with one run's numbers).

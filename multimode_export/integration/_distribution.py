@@ -1,23 +1,22 @@
-"""Two setup mistakes of distributed Estimator jobs, told early.
+"""Two setup mistakes of MultiWorkerMirroredStrategy jobs, told early.
 
 Measured with TensorFlow 2.15 and `tf.estimator.train_and_evaluate` on
-real clusters (`tests/strategy_cluster_test.py`): with
-`RunConfig(train_distribute=...)` (`tf.distribute.MultiWorkerMirroredStrategy`,
-`tf.compat.v1.distribute.experimental.ParameterServerStrategy`)
+real clusters of separate processes: with
+`RunConfig(train_distribute=tf.distribute.MultiWorkerMirroredStrategy())`
 
 * every task must call `tf.compat.v1.disable_eager_execution()` first, else
   the evaluator fails ("MultiWorkerMirroredStrategy cannot be deep copied in
-  eager mode");
+  eager mode"), while chief and worker train;
 * the evaluator must be listed in `TF_CONFIG`'s cluster, else creating the
   strategy on the evaluator fails (`KeyError: 'evaluator'` in
   `multi_worker_util.worker_count`).
 
-Both failures happen before the first evaluation, so the exporter is never
-called; and the exporter never sees the `RunConfig` before that. What it can
-see when it is constructed is `TF_CONFIG` and the eager state: it logs a
-warning saying what to set when they look like either mistake (a job
-without `train_distribute` does not need either setting, and is only
-warned).
+(`tf.compat.v1.distribute.experimental.ParameterServerStrategy` exported
+correctly with neither setting, and plain between-graph training needs
+neither.) Both failures happen before the first evaluation, so the exporter
+is never called; and the exporter never sees the `RunConfig` before that.
+What it sees when it is constructed is `TF_CONFIG` and the eager state: it
+logs a warning saying what to set when they look like either mistake.
 """
 
 import json
@@ -31,13 +30,13 @@ _EVALUATOR = 'evaluator'
 
 EAGER_ON = (
     "TF_CONFIG describes a cluster and eager execution is on: with "
-    "RunConfig(train_distribute=...) call "
+    "MultiWorkerMirroredStrategy call "
     "tf.compat.v1.disable_eager_execution() first thing in every task, else "
     "the evaluator fails ('... cannot be deep copied in eager mode') before "
     "any export")
 EVALUATOR_NOT_IN_CLUSTER = (
     "this task is the evaluator and TF_CONFIG's cluster has no 'evaluator' "
-    "job (jobs {jobs}): with RunConfig(train_distribute=...) list it, e.g. "
+    "job (jobs {jobs}): with MultiWorkerMirroredStrategy list it, e.g. "
     "\"evaluator\": [\"host:port\"], else creating the strategy fails with "
     "KeyError: 'evaluator'")
 

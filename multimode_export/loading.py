@@ -52,6 +52,11 @@ _VALUE_SUFFIX = '/value'
 _METRICS_PREFIX = 'metrics/'
 _INIT_OP_COLLECTIONS = ('saved_model_main_op', 'legacy_init_op')
 _INIT_OP_SIGNATURE_KEY = '__saved_model_init_op'
+# TF1 builders (Estimator exports, this package's writer) list asset files
+# as packed AssetFileDefs in this collection; `tf.saved_model.save` uses the
+# MetaGraphDef's `asset_file_def` field. saved_model/_format.py reads both
+# too; this module keeps its own copy to stay standalone.
+_ASSETS_COLLECTION = 'saved_model_assets'
 _PLACEHOLDER_OPS = ('Placeholder',)
 
 Tags = Union[str, Sequence[str]]
@@ -187,6 +192,20 @@ def _with_unique_function_names(meta_graph_def):
   return renamed
 
 
+def _asset_file_defs(meta_graph_def) -> list:
+  """Every asset of a MetaGraphDef: its `asset_file_def` field and the
+  assets collection, each tensor once."""
+  found = {a.tensor_info.name: a for a in meta_graph_def.asset_file_def}
+  collections = meta_graph_def.collection_def
+  packed_assets = (collections[_ASSETS_COLLECTION].any_list.value
+                   if _ASSETS_COLLECTION in collections else ())
+  for packed in packed_assets:
+    asset = meta_graph_pb2.AssetFileDef()
+    if packed.Unpack(asset):
+      found.setdefault(asset.tensor_info.name, asset)
+  return list(found.values())
+
+
 class ImportedGraph:
   """A TF1 MetaGraphDef imported into TF2 with `tf.compat.v1.wrap_function`.
 
@@ -235,7 +254,7 @@ class ImportedGraph:
       else:
         init_ops = [self.graph.as_graph_element(n) for n in names]
       anchor = tf.constant(0)  # prune needs a tensor to fetch.
-    assets = meta_graph_def.asset_file_def
+    assets = _asset_file_defs(meta_graph_def)
     init = self.prune(
         feeds=[self.graph.as_graph_element(a.tensor_info.name) for a in assets],
         fetches=[anchor] + init_ops)

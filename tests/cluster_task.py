@@ -36,6 +36,8 @@ _PACE_TIMEOUT = flags.DEFINE_float(
     'pace_timeout', 60.0, 'Longest wait of a trainer for the evaluator.')
 _EXPORTER_NAME = flags.DEFINE_string('exporter_name', 'multimode',
                                      'MultiModeExporter name.')
+_EXPORT_DIR_BASE = flags.DEFINE_string('export_dir_base', None,
+                                       'MultiModeExporter export_dir_base.')
 
 
 def _exported_step(record_file: str) -> int:
@@ -119,7 +121,8 @@ def main(argv):
                                      params={'partitions': 2})
   exporter = models.RecordingExporter(
       _EXPORTER_NAME.value, receiver_fns.id_receiver_map(),
-      exports_to_keep=_EXPORTS_TO_KEEP.value, record_file=_RECORD_FILE.value)
+      exports_to_keep=_EXPORTS_TO_KEEP.value, record_file=_RECORD_FILE.value,
+      export_dir_base=_EXPORT_DIR_BASE.value)
   worker_started = os.path.join(_MODEL_DIR.value, 'task-worker-0.json.started')
   pace = PaceHook(_RECORD_FILE.value, _SAVE_STEPS.value, _PACE_TIMEOUT.value,
                   wait_for_file=(worker_started if config.task_type == 'chief'

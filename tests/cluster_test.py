@@ -3,7 +3,8 @@
 Starts separate processes on 127.0.0.1 with TF_CONFIG (chief, one worker, two
 parameter servers and an evaluator), each running `tests/cluster_task.py`,
 i.e. `tf.estimator.train_and_evaluate` of an embedding model partitioned
-across both parameter servers. Checks that the evaluator's exports appear,
+across both parameter servers, exporting into a directory other than
+`model_dir` (`export_dir_base`). Checks that the evaluator's exports appear,
 hold every mode, equal the checkpoint they were made from and serve its
 predictions, that old ones are garbage-collected, and that every process
 exits. Bounded by HARD_TIMEOUT_SECONDS; every process started here is killed
@@ -13,18 +14,15 @@ exits. Bounded by HARD_TIMEOUT_SECONDS; every process started here is killed
 
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-from typing import Dict, List
+from typing import List
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
 from testing import assertions
+from testing import clusters
 from testing import datasets
 from testing import models
 from testing import running
@@ -35,78 +33,6 @@ MAX_STEPS = 60
 SAVE_STEPS = 10
 EXPORTS_TO_KEEP = 2
 EXPORTER_NAME = 'multimode'
-
-
-def _free_ports(n: int) -> List[int]:
-  sockets = []
-  try:
-    for _ in range(n):
-      s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-      s.bind(('127.0.0.1', 0))
-      sockets.append(s)
-    return [s.getsockname()[1] for s in sockets]
-  finally:
-    for s in sockets:
-      s.close()
-
-
-class Cluster:
-  """Processes of one job; `kill_all` ends each one's process group."""
-
-  def __init__(self, model_dir: str, record_file: str, log_dir: str):
-    ports = _free_ports(4)
-    self.cluster = {
-        'chief': [f'127.0.0.1:{ports[0]}'],
-        'worker': [f'127.0.0.1:{ports[1]}'],
-        'ps': [f'127.0.0.1:{ports[2]}', f'127.0.0.1:{ports[3]}'],
-    }
-    self.model_dir = model_dir
-    self.record_file = record_file
-    self.log_dir = log_dir
-    self.procs: Dict[str, subprocess.Popen] = {}
-
-  def start(self, task_type: str, index: int = 0) -> None:
-    name = f'{task_type}-{index}'
-    env = dict(os.environ)
-    env.update(
-        TF_CONFIG=json.dumps({'cluster': self.cluster,
-                              'task': {'type': task_type, 'index': index}}),
-        PYTHONPATH=os.pathsep.join([os.path.dirname(_HERE),
-                                    env.get('PYTHONPATH', '')]),
-        TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
-    log = open(os.path.join(self.log_dir, f'{name}.log'), 'w')
-    self.procs[name] = subprocess.Popen(
-        [sys.executable, os.path.join(_HERE, 'cluster_task.py'),
-         f'--model_dir={self.model_dir}', f'--record_file={self.record_file}',
-         f'--max_steps={MAX_STEPS}', f'--save_steps={SAVE_STEPS}',
-         f'--exports_to_keep={EXPORTS_TO_KEEP}',
-         f'--exporter_name={EXPORTER_NAME}'],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    log.close()
-
-  def wait(self, names: List[str], deadline: float) -> None:
-    for name in names:
-      proc = self.procs[name]
-      while proc.poll() is None:
-        if time.time() > deadline:
-          raise TimeoutError(f'{name} still running at the deadline')
-        for other, p in self.procs.items():
-          if p.poll() not in (None, 0):
-            raise RuntimeError(f'{other} exited with {p.returncode}')
-        time.sleep(0.2)
-
-  def kill_all(self) -> None:
-    for proc in self.procs.values():
-      if proc.poll() is None:
-        try:
-          os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-          pass
-      proc.wait()
-
-  def log_tail(self, name: str, lines: int = 40) -> str:
-    with open(os.path.join(self.log_dir, f'{name}.log')) as f:
-      return ''.join(f.readlines()[-lines:])
 
 
 def _evaluated_steps(model_dir: str) -> List[int]:
@@ -127,8 +53,17 @@ class ClusterTest(tf.test.TestCase):
     deadline = started + HARD_TIMEOUT_SECONDS
     root = self.create_tempdir().full_path
     model_dir = os.path.join(root, 'model')
+    # Checkpoints in model_dir, exports published elsewhere.
+    export_base = os.path.join(root, 'served', EXPORTER_NAME)
     record_file = os.path.join(root, 'exports.jsonl')
-    cluster = Cluster(model_dir, record_file, root)
+    cluster = clusters.Cluster(
+        {'chief': 1, 'worker': 1, 'ps': 2},
+        os.path.join(_HERE, 'cluster_task.py'),
+        [f'--model_dir={model_dir}', f'--record_file={record_file}',
+         f'--max_steps={MAX_STEPS}', f'--save_steps={SAVE_STEPS}',
+         f'--exports_to_keep={EXPORTS_TO_KEEP}',
+         f'--exporter_name={EXPORTER_NAME}',
+         f'--export_dir_base={export_base}'], root)
     try:
       cluster.start('ps', 0)
       cluster.start('ps', 1)
@@ -147,9 +82,7 @@ class ClusterTest(tf.test.TestCase):
       self.assertIsNone(cluster.procs['ps-0'].poll())
       self.assertIsNone(cluster.procs['ps-1'].poll())
     except (TimeoutError, RuntimeError) as e:
-      tails = '\n'.join(f'--- {n}\n{cluster.log_tail(n)}'
-                        for n in cluster.procs)
-      self.fail(f'{e}\n{tails}')
+      self.fail(f'{e}\n{cluster.log_tails()}')
     finally:
       cluster.kill_all()
     elapsed = time.time() - started
@@ -160,7 +93,7 @@ class ClusterTest(tf.test.TestCase):
                        cluster.log_tail(name))
     self.assertLess(elapsed, HARD_TIMEOUT_SECONDS)
     self._check_partitioning(model_dir)
-    self._check_exports(model_dir, record_file)
+    self._check_exports(model_dir, export_base, record_file)
     print('\n'.join(self.printed))
     # docs/distributed.md shows these lines (with one run's numbers).
     self.assertEqual(doc_generated.disagreement(
@@ -180,7 +113,7 @@ class ClusterTest(tf.test.TestCase):
     self.printed.append(
         f"steps run: chief {chief['steps']}, worker {worker['steps']}")
 
-  def _check_exports(self, model_dir, record_file):
+  def _check_exports(self, model_dir, base, record_file):
     records = models.read_records(record_file)
     self.assertNotEmpty(records)
     self.assertEqual({r['task_type'] for r in records}, {'evaluator'})
@@ -199,7 +132,7 @@ class ClusterTest(tf.test.TestCase):
     self.assertGreaterEqual(made[-1]['global_step'], MAX_STEPS)
     self.assertGreater(len(made), EXPORTS_TO_KEEP)
     self.printed.append(f'evaluated and exported at global steps {steps}')
-    base = os.path.join(model_dir, 'export', EXPORTER_NAME)
+    self.assertFalse(os.path.exists(os.path.join(model_dir, 'export')))
     kept = made[-EXPORTS_TO_KEEP:]
     self.assertEqual(sorted(os.listdir(base)),
                      sorted(os.path.basename(r['path']) for r in kept))

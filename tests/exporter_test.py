@@ -4,6 +4,7 @@
 import fcntl
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import uuid
@@ -210,13 +211,75 @@ class RamFilesystemTest(parameterized.TestCase, tf.test.TestCase):
                   f'{versions[-1]}', report.checks[0].detail)
 
 
-class BestModeTest(tf.test.TestCase):
+class ExportDirBaseTest(parameterized.TestCase, tf.test.TestCase):
+  """`export_dir_base`: versions published elsewhere than `model_dir`."""
 
-  def test_restart_never_exports_a_worse_model(self):
+  @parameterized.named_parameters(('shared', 'shared'),
+                                  ('per_mode', 'per_mode'))
+  def test_publishes_and_collects_under_the_base(self, layout):
+    model_dir = self.create_tempdir().full_path
+    # A directory that does not exist yet, on another tree than model_dir.
+    base = os.path.join(self.create_tempdir().full_path, 'serving', 'm')
+    exporter = models.RecordingExporter(
+        'multimode', receiver_fns.receiver_map(), exports_to_keep=2,
+        layout=layout, export_dir_base=pathlib.Path(base))
+    self.assertEqual(exporter.export_dir_base, base)
+    _train_and_evaluate(_estimator(model_dir), exporter, max_steps=15)
+
+    made = [c for c in exporter.calls if c['path']]
+    self.assertEqual([c['global_step'] for c in made], [5, 10, 15])
+    mode_dirs = ['.'] if layout == 'shared' else ['train', 'eval', 'serve']
+    for call in made:  # per-mode: the mode published last, serve/
+      self.assertEqual(os.path.dirname(call['path']),
+                       os.path.normpath(os.path.join(base, mode_dirs[-1])))
+    kept = [os.path.basename(c['path']) for c in made[-2:]]
+    for mode_dir in mode_dirs:
+      self.assertEqual(_versions(os.path.join(base, mode_dir)), kept)
+    self.assertFalse(os.path.exists(os.path.join(model_dir, 'export')))
+    last = made[-1]
+    if layout == 'shared':
+      assertions.assert_export_matches_checkpoint(self, last['path'],
+                                                  last['checkpoint'])
+    x, _ = datasets.make_data(4)
+    _, session, meta = running.tf1_load(last['path'], ['serve'])
+    values = assertions.checkpoint_values(last['checkpoint'])
+    with session:
+      out = running.run_signature(session, meta, 'serving_default', {'x': x})
+    self.assertAllClose(out['y'], x @ values['w'] + values['b'], rtol=1e-5)
+
+  def test_garbage_collect_collects_at_the_base(self):
+    base = self.create_tempdir().full_path
+    estimator = models.train_custom(self.create_tempdir().full_path, steps=1)
+    exporter = exporter_lib.MultiModeExporter(
+        'e', receiver_fns.receiver_map(), exports_to_keep=1,
+        export_dir_base=os.fsencode(base) + b'/')
+    self.assertEqual(exporter.export_dir_base, base)
+    ignored = os.path.join(self.create_tempdir().full_path, 'export', 'e')
+    first = exporter.export(estimator, ignored, None, {'loss': 1.0}, False)
+    second = exporter.export(estimator, ignored, None, {'loss': 1.0}, False)
+    self.assertFalse(os.path.exists(ignored))
+    self.assertEqual(_versions(base), [os.path.basename(second)])
+    self.assertFalse(os.path.exists(first))
+    result = exporter.garbage_collect(ignored)
+    self.assertEqual(result.kept, (second,))
+
+
+class BestModeTest(parameterized.TestCase, tf.test.TestCase):
+
+  @parameterized.named_parameters(('under_model_dir', False),
+                                  ('export_dir_base', True))
+  def test_restart_never_exports_a_worse_model(self, elsewhere):
     model_dir = self.create_tempdir().full_path
     base = os.path.join(model_dir, 'export', 'best')
+    # With export_dir_base the exports go elsewhere; the history is still
+    # read from model_dir's event files.
+    kwargs = {}
+    if elsewhere:
+      base = os.path.join(self.create_tempdir().full_path, 'best')
+      kwargs = dict(export_dir_base=base)
     first = models.RecordingExporter('best', receiver_fns.receiver_map(),
-                                     compare_fn=exporter_lib.loss_smaller)
+                                     compare_fn=exporter_lib.loss_smaller,
+                                     **kwargs)
     _train_and_evaluate(_estimator(model_dir), first, max_steps=20)
     made = [c for c in first.calls if c['path']]
     losses = [c['loss'] for c in first.calls]
@@ -237,7 +300,8 @@ class BestModeTest(tf.test.TestCase):
       return tf.data.Dataset.from_tensor_slices(
           ({'x': x}, y + 5.0)).repeat().batch(16)
     second = models.RecordingExporter('best', receiver_fns.receiver_map(),
-                                      compare_fn=exporter_lib.loss_smaller)
+                                      compare_fn=exporter_lib.loss_smaller,
+                                      **kwargs)
     _train_and_evaluate(_estimator(model_dir), second, max_steps=30,
                         train_input_fn=bad_input_fn)
     self.assertNotEmpty(second.calls)
@@ -245,13 +309,15 @@ class BestModeTest(tf.test.TestCase):
       self.assertGreater(call['loss'], best_loss)
       self.assertIsNone(call['path'])
     self.assertEqual(_versions(base), exported_before)
+    self.assertEqual(os.path.exists(os.path.join(model_dir, 'export')),
+                     not elsewhere)
     self.assertAllClose(second.best_eval_result['loss'], best_loss)
 
     # The restarted exporter still exports a result better than the best.
     path = second.export(_estimator(model_dir), base,
                          tf.train.latest_checkpoint(model_dir),
                          {'loss': best_loss / 2, 'global_step': 31}, False)
-    self.assertIsNotNone(path)
+    self.assertEqual(os.path.dirname(path), base)
     assertions.assert_export_matches_checkpoint(
         self, path, tf.train.latest_checkpoint(model_dir))
 
@@ -462,6 +528,17 @@ class ArgumentsTest(parameterized.TestCase):
       ('only_none', dict(input_receiver_fn_map={ModeKeys.EVAL: None}),
        ValueError, 'No valid modes for exporting found'),
       ('reuse_graphs', dict(reuse_graphs=1), TypeError, 'reuse_graphs'),
+      ('base_type', dict(export_dir_base=3), TypeError,
+       r'export_dir_base: expected None, str, bytes or os.PathLike, got 3'),
+      ('base_empty', dict(export_dir_base=''), multimode_export.ExportDirError,
+       "export_dir_base: expected a non-empty path, got ''"),
+      ('base_no_bucket', dict(export_dir_base='gs:///models'),
+       multimode_export.ExportDirError,
+       r"export_dir_base: expected a URL with a bucket.*'gs:///models'"),
+      ('base_scheme', dict(export_dir_base='s4://bucket/models'),
+       multimode_export.ExportDirError,
+       r"export_dir_base: no TensorFlow filesystem is registered for s4://.*"
+       r"got 's4://bucket/models'"),
   )
   def test_rejects(self, override, error, regex):
     kwargs = dict(name='e', input_receiver_fn_map=receiver_fns.receiver_map())

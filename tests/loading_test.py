@@ -142,6 +142,11 @@ class LoadingTest(models.ClassRootMixin, tf.test.TestCase):
         {m for m in imported if m.startswith('multimode_export') or
          'estimator' in m}, set())
 
+  def test_standalone_copy_of_the_assets_collection_agrees(self):
+    # Standalone, the module spells the collection out itself.
+    from multimode_export.saved_model import _format  # pylint: disable=g-import-not-at-top
+    self.assertEqual(loading._ASSETS_COLLECTION, _format.ASSETS_COLLECTION)  # pylint: disable=protected-access
+
 
 if __name__ == '__main__':
   tf.test.main()

@@ -147,6 +147,33 @@ class _ExportPaths(_StoreTest):
     self.assert_no_staging_left()
 
 
+  def test_train_local_model_dir_exporting_into_the_bucket(self):
+    # Checkpoints on local disk, exports published straight into the bucket
+    # (export_dir_base), in both layouts.
+    for layout, mode_dirs in (('shared', ['']), ('per_mode', ['train/', 'eval/',
+                                                             'serve/'])):
+      model_dir = os.path.join(self.create_tempdir().full_path, 'run')
+      base = f'{self.bucket}/models/{layout}'
+      calls = self.call('train_and_export', model_dir, 6, 2, layout, base)
+      self.assertEqual([c['global_step'] for c in calls], [2, 4, 6])
+      kept = [os.path.basename(c['path']) for c in calls[-2:]]
+      for mode_dir in mode_dirs:
+        self.assertEqual(self.call('listdir', base + '/' + mode_dir), kept)
+      self.assertEqual(os.path.dirname(calls[-1]['path']),
+                       (base + '/' + mode_dirs[-1]).rstrip('/'))
+      self.assertFalse(os.path.exists(os.path.join(model_dir, 'export')))
+      self.assertTrue(os.path.exists(calls[-1]['checkpoint'] + '.index'))
+      self.assert_serves(calls[-1]['path'],
+                         tags=[['eval'], ['serve'], ['train']]
+                         if layout == 'shared' else [['serve']])
+      saved = self.call('saved_values', calls[-1]['path'])
+      checkpoint = self.call('checkpoint_values', calls[-1]['checkpoint'])
+      self.assertIn('w', saved)  # serve/ holds no optimizer slots
+      self.assertEqual(saved, checkpoint if layout == 'shared' else
+                       {k: checkpoint[k] for k in saved})
+    self.assert_no_staging_left()
+
+
 class S3FaultTest(_StoreTest):
   """Faults on S3: failing requests, killed exporters, racing exporters.
 

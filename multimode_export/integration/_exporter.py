@@ -23,13 +23,19 @@ With `layout='per_mode'` each export is instead one SavedModel per mode
 collection keeps the newest `exports_to_keep` versions across the mode
 directories (`publishing/_gc.collect_per_mode`).
 
+With `export_dir_base` (any `tf.io.gfile` filesystem) the versions go
+directly under it instead, as `export_all_saved_models` publishes them, e.g.
+checkpoints on local disk and exports in the model server's `s3://` bucket;
+garbage collection runs there, best mode still reads `model_dir`'s event
+files. The arguments only the exporter uses are validated into an
+`ExporterSettings` (`_exporter_settings`).
+
 Which task exports (`is_exporting_task`): the evaluator (task 0), or, in a
 job without a cluster, the single process; in a training cluster only the
 chief/master. Workers and parameter servers never export, whoever calls them.
 """
 
 import abc
-import inspect
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import tensorflow as tf
@@ -42,13 +48,14 @@ from multimode_export import _per_mode as per_mode
 from multimode_export import _plan as plan_lib
 from multimode_export import errors
 from multimode_export.graph import _modes as modes_lib
+from multimode_export.integration import _distribution as distribution
 from multimode_export.integration import _eval_history as eval_history
+from multimode_export.integration import _exporter_settings as settings_lib
 from multimode_export.publishing import _gc as export_gc
 from multimode_export.publishing import _layout as layout_lib
 from multimode_export.saved_model import _assets_extra as assets_extra_lib
 
 _EVALUATOR = 'evaluator'
-_COMPARE_ARGS = ('best_eval_result', 'current_eval_result')
 
 
 def loss_smaller(best_eval_result: Mapping[str, float],
@@ -90,31 +97,13 @@ def is_exporting_task(config: tf.estimator.RunConfig) -> bool:
   return bool(config.is_chief)
 
 
-def _check_compare_fn(compare_fn: Callable[..., bool]) -> None:
-  if not callable(compare_fn):
-    raise TypeError(f'compare_fn: expected a callable, got {compare_fn!r}')
-  try:
-    params = inspect.signature(compare_fn).parameters
-  except (TypeError, ValueError):
-    return  # a builtin or C callable: trust it
-  if any(p.kind == p.VAR_KEYWORD for p in params.values()):
-    return
-  missing = [a for a in _COMPARE_ARGS if a not in params]
-  extra = [n for n, p in params.items() if n not in _COMPARE_ARGS and
-           p.default is p.empty and p.kind != p.VAR_POSITIONAL]
-  if missing or extra:
-    raise ValueError(
-        f'compare_fn: expected a function of (best_eval_result, '
-        f'current_eval_result), got {compare_fn!r} with parameters '
-        f'{list(params)}')
-
-
 class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
   """Exports train, eval and serve graphs as one SavedModel after evaluations.
 
   Use it in `tf.estimator.EvalSpec(exporters=...)`. `train_and_evaluate`
   calls `export` after every evaluation with the evaluated checkpoint; the
-  export lands in `<model_dir>/export/<name>/<version>`.
+  export lands in `<model_dir>/export/<name>/<version>`, or in
+  `<export_dir_base>/<version>` when `export_dir_base` is given.
 
   * Latest mode (`compare_fn=None`): every call exports, then garbage
     collection keeps the newest `exports_to_keep` exports of this exporter.
@@ -124,7 +113,10 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
     exports a worse model over a better one.
 
   Only the task that should export does (`is_exporting_task`); on others
-  `export` returns None without writing anything.
+  `export` returns None without writing anything. Constructed in a process
+  whose `TF_CONFIG` and eager state look like a distributed setup that
+  `train_distribute` fails on, it logs a warning saying what to set
+  (docs/distributed.md).
   """
 
   def __init__(
@@ -147,12 +139,13 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
       warmup_requests: Union[bool, Sequence[Any], None] = None,
       warmup_signatures: Optional[Sequence[str]] = None,
       reuse_graphs: bool = True,
+      export_dir_base: Optional[filesystem.PathLike] = None,
       durable: bool = True):
     """Creates the exporter; validates every argument.
 
     Args:
-      name: directory name under `<model_dir>/export/`, unique among the
-        EvalSpec's exporters.
+      name: directory name under `<model_dir>/export/` (without
+        `export_dir_base`), unique among the EvalSpec's exporters.
       input_receiver_fn_map: `tf.estimator.ModeKeys` value -> receiver fn,
         as for `multimode_export.export_all_saved_models`.
       exports_to_keep: how many of this exporter's newest exports to keep,
@@ -188,6 +181,12 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
         the files costs, not three model_fn calls. False rebuilds them at
         every export, for a model_fn whose graph depends on something that
         changes while training (e.g. a file it reads when called).
+      export_dir_base: publish versions directly under this directory (any
+        `tf.io.gfile` filesystem: local, `s3://`, `gs://`, `hdfs://`, ...),
+        as `export_all_saved_models` does, instead of under
+        `<model_dir>/export/<name>`; garbage collection runs there too. Give
+        each exporter its own. Checked here without I/O (type, bucket, a
+        registered filesystem scheme).
       durable: see `export_all_saved_models`.
 
     Raises:
@@ -195,69 +194,40 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
       ValueError: `name` is empty, `exports_to_keep` is not positive,
         `compare_fn` has the wrong parameters, `tags` is malformed, or
         `layout` is neither 'shared' nor 'per_mode'.
+      ExportDirError: `export_dir_base` is empty, a URL without a bucket, or
+        on a filesystem TensorFlow has not registered.
       InvalidModeError, ReceiverError, AssetsExtraError: as
         `export_all_saved_models` would raise for these arguments.
     """
-    if not isinstance(name, str) or not name:
-      raise ValueError(f'name: expected a non-empty str, got {name!r}')
-    if '/' in name or name in ('.', '..'):
-      raise ValueError(f"name: expected a directory name without '/', got "
-                       f'{name!r}')
-    receivers = modes_lib.normalize_receiver_map(input_receiver_fn_map)
-    if exports_to_keep is not None and (
-        isinstance(exports_to_keep, bool) or
-        not isinstance(exports_to_keep, int) or exports_to_keep <= 0):
-      raise ValueError(f'exports_to_keep: expected a positive int or None, got '
-                       f'{exports_to_keep!r}')
-    if compare_fn is not None:
-      _check_compare_fn(compare_fn)
-    if layout not in (layout_lib.SHARED, layout_lib.PER_MODE):
-      raise ValueError(f"layout: expected 'shared' or 'per_mode', got "
-                       f'{layout!r}')
-    if event_file_pattern is not None and (
-        not isinstance(event_file_pattern, str) or not event_file_pattern):
-      raise ValueError(f'event_file_pattern: expected a non-empty str or None, '
-                       f'got {event_file_pattern!r}')
-    modes_lib.check_tags(tags, receivers)
+    self._settings = settings_lib.settings_from_arguments(
+        name, input_receiver_fn_map, exports_to_keep, compare_fn,
+        event_file_pattern, tags, layout, reuse_graphs, export_dir_base)
     assets_extra_lib.normalize(assets_extra)
-    if not isinstance(reuse_graphs, bool):
-      raise TypeError(f'reuse_graphs: expected True or False, got '
-                      f'{reuse_graphs!r}')
-
-    self._name = name
-    self._receivers = receivers
-    self._exports_to_keep = exports_to_keep
-    self._compare_fn = compare_fn
-    self._event_file_pattern = event_file_pattern
-    self._tags = ({m: tuple(t) for m, t in tags.items()}
-                  if tags is not None else None)
+    distribution.warn_about_setup(name)
     self._options = _options.ExportOptions.from_arguments(dict(
-        locals(), tags=self._tags,
+        locals(), tags=self._settings.tags,
         assets_extra=dict(assets_extra) if assets_extra else None))
-    self._layout = layout
-    self._own_tag_sets = export_gc.tag_sets(
-        modes_lib.tags_for(m, self._tags) for m in receivers)
-    # Per-mode layout: mode directory -> its one tag set, publishing order.
-    self._own_tag_sets_by_dir = {
-        layout_lib.MODE_DIRS[m]: export_gc.tag_sets(
-            [modes_lib.tags_for(m, self._tags)])
-        for m in modes_lib.MODE_ORDER if m in receivers}
     # Best mode: the model_dir whose history was read, and the best result.
     self._history_dir: Optional[str] = None
     self._best_eval_result: Optional[Mapping[str, object]] = None
     # reuse_graphs: the estimator last planned for, and that plan.
-    self._reuse_graphs = reuse_graphs
     self._planned: Optional[tuple] = None
 
   @property
   def name(self) -> str:
-    """The exporter's name: exports go to `<model_dir>/export/<name>/`."""
-    return self._name
+    """The exporter's name: exports go to `<model_dir>/export/<name>/`
+    unless `export_dir_base` is given."""
+    return self._settings.name
 
   @property
   def layout(self) -> str:
     """`'shared'` or `'per_mode'`: how each export is laid out."""
-    return self._layout
+    return self._settings.layout
+
+  @property
+  def export_dir_base(self) -> Optional[str]:
+    """Where versions are published, or None: `<model_dir>/export/<name>`."""
+    return self._settings.export_dir_base
 
   @property
   def best_eval_result(self) -> Optional[Mapping[str, object]]:
@@ -272,7 +242,9 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
 
     Args:
       estimator: the `tf.estimator.Estimator` being trained.
-      export_path: the export directory base, `<model_dir>/export/<name>`.
+      export_path: the export directory base `train_and_evaluate` passes,
+        `<model_dir>/export/<name>`; unused when the exporter has an
+        `export_dir_base`.
       checkpoint_path: the evaluated checkpoint, which is exported.
       eval_result: the metrics of its evaluation (a dict).
       is_the_final_export: whether training has ended (unused: every
@@ -287,50 +259,52 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
       multimode_export.ExportError: the export failed (nothing published).
     """
     del is_the_final_export
+    settings = self._settings
     if not is_exporting_task(estimator.config):
-      logging.info('Exporter %r: task %s:%s does not export.', self._name,
+      logging.info('Exporter %r: task %s:%s does not export.', settings.name,
                    estimator.config.task_type, estimator.config.task_id)
       return None
-    if self._compare_fn is not None and not self._is_better(estimator,
-                                                            eval_result):
+    if settings.compare_fn is not None and not self._is_better(estimator,
+                                                               eval_result):
       logging.info('Exporter %r: the evaluation is not better than the best '
-                   '%s; no export.', self._name, self._best_eval_result)
+                   '%s; no export.', settings.name, self._best_eval_result)
       return None
-    write = (export_lib.write_plan if self._layout == layout_lib.SHARED else
-             per_mode.write_plan_per_mode)
+    write = (export_lib.write_plan if settings.layout == layout_lib.SHARED
+             else per_mode.write_plan_per_mode)
+    base = settings.base_for(export_path)
     options = self._options.replace(checkpoint_path=checkpoint_path)
     try:
-      path = write(self._plan(estimator, export_path, options), options)
+      path = write(self._plan(estimator, base, options), options)
     except errors.CheckpointNotFoundError as e:
       # The chief's checkpoint GC can delete an evaluated checkpoint before
       # its export; a later evaluation brings the next one.
       logging.warning('Exporter %r: checkpoint %s is gone, skipping: %s',
-                      self._name, checkpoint_path, e)
+                      settings.name, checkpoint_path, e)
       return None
     if isinstance(path, dict):  # per-mode: {mode: path}, in MODE_ORDER
       path = [path[m] for m in modes_lib.MODE_ORDER if m in path][-1]
-    if self._compare_fn is not None:
+    if settings.compare_fn is not None:
       self._best_eval_result = dict(eval_result)
-    self.garbage_collect(export_path)
+    self.garbage_collect(base)
     return path
 
   def _plan(self, estimator, export_path: str,
             options: _options.ExportOptions) -> plan_lib.ExportPlan:
     """The plan of this export, with the graphs of the last one if allowed."""
     reuse = None
-    if self._reuse_graphs and self._planned is not None:
+    if self._settings.reuse_graphs and self._planned is not None:
       planned_for, last = self._planned
       if planned_for is estimator:
         reuse = last
         logging.info('Exporter %r: reusing the graphs built for the first '
-                     'export (reuse_graphs=True)', self._name)
-    plan = plan_lib.plan_export(estimator, export_path, self._receivers,
-                                options, reuse=reuse)
-    if self._reuse_graphs:
+                     'export (reuse_graphs=True)', self._settings.name)
+    plan = plan_lib.plan_export(estimator, export_path,
+                                self._settings.receivers, options, reuse=reuse)
+    if self._settings.reuse_graphs:
       self._planned = (estimator, plan)
     return plan
 
-  def garbage_collect(self, export_path: str
+  def garbage_collect(self, export_path: filesystem.PathLike
                      ) -> Optional[export_gc.GcResult]:
     """Deletes this exporter's exports beyond `exports_to_keep`.
 
@@ -339,21 +313,26 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
     `layout='per_mode'`, a version's modes are kept or deleted together
     (`publishing/_gc.collect_per_mode`).
 
+    Args:
+      export_path: the directory to collect in; the exporter's
+        `export_dir_base` instead, when it has one (where it exports).
+
     Returns:
       The `GcResult`, or None when `exports_to_keep` is None.
     """
-    if self._exports_to_keep is None:
+    settings = self._settings
+    if settings.exports_to_keep is None:
       return None
+    base = settings.base_for(export_path)
     try:
-      if self._layout == layout_lib.PER_MODE:
+      if settings.layout == layout_lib.PER_MODE:
         return export_gc.collect_per_mode(
-            filesystem.as_str(export_path), self._own_tag_sets_by_dir,
-            self._exports_to_keep)
-      return export_gc.collect(filesystem.as_str(export_path),
-                               self._own_tag_sets, self._exports_to_keep)
+            base, settings.own_tag_sets_by_dir(), settings.exports_to_keep)
+      return export_gc.collect(base, settings.own_tag_sets(),
+                               settings.exports_to_keep)
     except tf.errors.OpError as e:
       logging.warning('Exporter %r: garbage collection of %s failed: %s',
-                      self._name, export_path, e)
+                      settings.name, base, e)
       return None
 
   def _is_better(self, estimator, eval_result) -> bool:
@@ -361,13 +340,15 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
     if self._history_dir != model_dir:
       self._history_dir = model_dir
       self._best_eval_result = None
-      if self._event_file_pattern:
+      if self._settings.event_file_pattern:
+        # The history is in model_dir's event files wherever exports go.
         self._best_eval_result = eval_history.best_previous_result(
-            model_dir, self._event_file_pattern, self._compare_fn,
-            current=eval_result)
-        logging.info('Exporter %r: best previous evaluation: %s', self._name,
-                     self._best_eval_result)
+            model_dir, self._settings.event_file_pattern,
+            self._settings.compare_fn, current=eval_result)
+        logging.info('Exporter %r: best previous evaluation: %s',
+                     self._settings.name, self._best_eval_result)
     if self._best_eval_result is None:
       return True
-    return bool(self._compare_fn(best_eval_result=self._best_eval_result,
-                                 current_eval_result=eval_result))
+    return bool(self._settings.compare_fn(
+        best_eval_result=self._best_eval_result,
+        current_eval_result=eval_result))

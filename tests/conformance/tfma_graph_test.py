@@ -137,6 +137,45 @@ class TfmaStyleEvalGraphTest(models.ClassRootMixin, absltest.TestCase):
     self.assertNotIsInstance(served, loading.ImportedGraph)
     self.assertIn('serving_default', served.signatures)
 
+  def _fallback_lookup_ids(self, export):
+    """The eval graph's table lookups of `self.examples`, through the
+    `ImportedGraph` fallback of `load_tag_set`."""
+    loaded = loading.load_tag_set(export, ['eval'])
+    self.assertIsInstance(loaded, loading.ImportedGraph)
+    examples = loading.read_meta_graph(export, ['eval']).signature_def[
+        'eval'].inputs['inputs/examples'].name
+    lookups = [op.outputs[0] for op in loaded.graph.get_operations()
+               if op.type == 'LookupTableFindV2']
+    self.assertNotEmpty(lookups)
+    found = loaded.prune(feeds=[loaded.graph.as_graph_element(examples)],
+                         fetches=lookups)(tf.constant(self.examples))
+    return [np.asarray(ids).reshape(-1).tolist() for ids in found]
+
+  def test_load_tag_set_fallback_reads_the_vocabulary_from_the_export(self):
+    # Estimator exports list their vocabulary in the `saved_model_assets`
+    # collection, not in `asset_file_def`: the tables must read the
+    # export's assets/, never the training-time file.
+    root = self.create_tempdir().full_path
+    vocabulary = datasets.write_vocabulary(root)
+    x_col, cat_col, embedded = datasets.feature_columns(vocabulary)
+    estimator = tf.estimator.DNNClassifier(
+        [4], [x_col, embedded], model_dir=os.path.join(root, 'model'),
+        config=tf.estimator.RunConfig(tf_random_seed=1))
+    estimator.train(datasets.column_input_fn(self.features, self.labels),
+                    steps=1)
+    export = multimode_export.export_all_saved_models(
+        estimator, os.path.join(root, 'export'), self.receivers)
+    expected = [datasets.VOCABULARY.index(c) if c in datasets.VOCABULARY
+                else -1 for c in (v[0].decode() for v in self.features['cat'])]
+    # The training-time file still there but changed: the old bug read it.
+    with open(vocabulary, 'w') as f:
+      f.write('\n'.join(reversed(datasets.VOCABULARY)) + '\n')
+    for ids in self._fallback_lookup_ids(export):
+      self.assertEqual(ids, expected)
+    os.remove(vocabulary)  # gone: the old bug failed with NotFoundError
+    for ids in self._fallback_lookup_ids(export):
+      self.assertEqual(ids, expected)
+
 
 if __name__ == '__main__':
   absltest.main()

@@ -66,9 +66,12 @@ def export(model_dir: str, base: Optional[str], layout: str = 'shared',
 
 
 def train_and_export(model_dir: str, max_steps: int, exports_to_keep: int,
-                     layout: str = 'shared') -> List[Dict[str, object]]:
+                     layout: str = 'shared',
+                     export_dir_base: Optional[str] = None
+                    ) -> List[Dict[str, object]]:
   """`train_and_evaluate` into `model_dir`, a MultiModeExporter exporting
-  every evaluated checkpoint (every 2 steps) and keeping `exports_to_keep`.
+  every evaluated checkpoint (every 2 steps) and keeping `exports_to_keep`,
+  under `<model_dir>/export/multimode` or `export_dir_base`.
 
   Returns:
     One record per export call: path, checkpoint, global step.
@@ -79,7 +82,8 @@ def train_and_export(model_dir: str, max_steps: int, exports_to_keep: int,
                                     keep_checkpoint_max=100))
   exporter = models.RecordingExporter(
       'multimode', receiver_fns.receiver_map(),
-      exports_to_keep=exports_to_keep, layout=layout)
+      exports_to_keep=exports_to_keep, layout=layout,
+      export_dir_base=export_dir_base)
   tf.estimator.train_and_evaluate(
       estimator,
       tf.estimator.TrainSpec(datasets.input_fn(), max_steps=max_steps),

@@ -36,6 +36,12 @@ from tensorflow.python.framework import op_def_registry as _op_def_registry
 # tf.io.gfile.listdir makes first (two requests more per listing on S3 and
 # GCS) (2.13-2.15).
 from tensorflow.python.lib.io import _pywrap_file_io
+# TF2 SavedModels written without reading variable values (saved_model/
+# _without_values.py): a resource variable with a dtype and a shape but no
+# value (no memory), and `tf.saved_model.save` returning the saved objects in
+# node-id order. Checked against 2.15.1 and 2.21.0.
+from tensorflow.python.ops import resource_variable_ops as _resource_variable_ops
+from tensorflow.python.saved_model import save as _saved_model_save
 
 export_outputs_for_mode = export_lib.export_outputs_for_mode
 build_all_signature_defs = export_lib.build_all_signature_defs
@@ -141,3 +147,30 @@ def fingerprint_def(export_dir: str, saved_model_pb: bytes) -> bytes:
     return _fingerprinting.CreateFingerprintDef(export_dir)
   except TypeError:  # TF 2.13 takes the proto's bytes too.
     return _fingerprinting.CreateFingerprintDef(saved_model_pb, export_dir)
+
+
+def uninitialized_variable(shape: Any, dtype: tf.DType, name: str,
+                           trainable: bool = True) -> tf.Variable:
+  """A resource variable with a dtype and a shape, and no value (no memory).
+
+  Its handle exists, so functions can capture it and `tf.saved_model.save`
+  tracks it; it holds nothing until something assigns or restores it.
+  `resource_variable_ops.UninitializedVariable` (2.15.1, 2.21.0).
+  """
+  return _resource_variable_ops.UninitializedVariable(
+      shape=shape, dtype=dtype, name=name, trainable=trainable)
+
+
+def save_and_return_nodes(obj: Any, export_dir: str, signatures: Any = None,
+                          options: Optional[tf.saved_model.SaveOptions] = None
+                          ) -> List[Any]:
+  """`tf.saved_model.save`, returning the saved objects in node-id order.
+
+  Node i of the list is node i of the SavedModel's object graph, and of
+  the object graph stored in its checkpoint (the loader matches them by
+  id). `save.save_and_return_nodes` is what `tf.saved_model.save` calls
+  (2.15.1, 2.21.0).
+  """
+  nodes, _ = _saved_model_save.save_and_return_nodes(
+      obj, export_dir, signatures=signatures, options=options)
+  return list(nodes)

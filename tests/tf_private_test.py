@@ -241,6 +241,35 @@ class HelpersWorkTest(tf.test.TestCase):
       with _tf_private.eager_mode():
         self.assertTrue(tf.executing_eagerly())
 
+  def test_saving_without_values_helpers(self):
+    # What saved_model/_without_values.py relies on (2.15.1, 2.21.0): an
+    # uninitialized variable has no value, tf.saved_model.save records it in
+    # the checkpoint's object graph but writes no value for it, and the
+    # saved nodes come back in node-id order.
+    from multimode_export import _tf_private  # pylint: disable=g-import-not-at-top
+    from tensorflow.core.protobuf import trackable_object_graph_pb2  # pylint: disable=g-import-not-at-top
+    module = tf.Module()
+    module.empty = _tf_private.uninitialized_variable([3, 2], tf.float32,
+                                                      'empty')
+    module.full = tf.Variable([1.0], name='full')
+    self.assertFalse(module.empty.is_initialized())
+    self.assertEqual(module.empty.shape, [3, 2])
+    export_dir = self.create_tempdir().full_path
+    nodes = _tf_private.save_and_return_nodes(module, export_dir)
+    self.assertIs(nodes[0], module)
+    reader = tf.train.load_checkpoint(
+        os.path.join(export_dir, 'variables', 'variables'))
+    self.assertCountEqual(reader.get_variable_to_shape_map(), [
+        '_CHECKPOINTABLE_OBJECT_GRAPH', 'full/.ATTRIBUTES/VARIABLE_VALUE'])
+    graph = trackable_object_graph_pb2.TrackableObjectGraph.FromString(
+        reader.get_tensor('_CHECKPOINTABLE_OBJECT_GRAPH'))
+    keys = {id(nodes[i]): [a.checkpoint_key for a in node.attributes]
+            for i, node in enumerate(graph.nodes)}
+    self.assertEqual(keys[id(module.empty)],
+                     ['empty/.ATTRIBUTES/VARIABLE_VALUE'])
+    self.assertEqual(keys[id(module.full)],
+                     ['full/.ATTRIBUTES/VARIABLE_VALUE'])
+
 
 if __name__ == '__main__':
   absltest.main()

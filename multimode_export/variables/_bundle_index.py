@@ -277,6 +277,52 @@ def slice_name(key: bytes) -> Optional[str]:
   raise IndexFormatError(f'slice key {key!r} has no end of name')
 
 
+def _ordered_unsigned(value: int) -> bytes:
+  """OrderedCode's WriteNumIncreasing: a length byte, then big-endian bytes."""
+  data = value.to_bytes((value.bit_length() + 7) // 8, 'big')
+  return bytes([len(data)]) + data
+
+
+# OrderedCode's header bits of a signed number encoded in n bytes (n <= 10).
+_SIGNED_HEADER = ((0, 0), (0x80, 0), (0xc0, 0), (0xe0, 0), (0xf0, 0),
+                  (0xf8, 0), (0xfc, 0), (0xfe, 0), (0xff, 0), (0xff, 0x80),
+                  (0xff, 0xc0))
+
+
+def _ordered_signed(value: int) -> bytes:
+  """OrderedCode's WriteSignedNumIncreasing (lexicographic order = numeric).
+
+  n bytes hold n header bits, a sign bit and 7n - 1 bits of magnitude;
+  the header's ones are XORed into the two's-complement big-endian value.
+  """
+  magnitude = ~value if value < 0 else value
+  length = (magnitude.bit_length() + 7) // 7
+  data = bytearray(value.to_bytes(10, 'big', signed=True)[10 - length:])
+  data[0] ^= _SIGNED_HEADER[length][0]
+  if length > 1:
+    data[1] ^= _SIGNED_HEADER[length][1]
+  return bytes(data)
+
+
+def slice_key(name: str, tensor_slice) -> bytes:
+  """The index key of one stored slice of variable `name`.
+
+  tensor_slice_util's `EncodeTensorNameSlice`: 0, the escaped name, the
+  rank, then each dimension's start and length (-1 where the
+  TensorSliceProto `tensor_slice` leaves the dimension whole), in
+  OrderedCode. The variable's own entry lists its slices' protos.
+  """
+  escaped = bytearray()
+  for byte in name.encode('utf-8'):
+    escaped += {0x00: b'\x00\xff', 0xff: b'\xff\x00'}.get(byte, bytes([byte]))
+  key = _ordered_unsigned(0) + bytes(escaped) + b'\x00\x01'
+  key += _ordered_unsigned(len(tensor_slice.extent))
+  for extent in tensor_slice.extent:
+    length = extent.length if extent.HasField('length') else -1
+    key += _ordered_signed(extent.start) + _ordered_signed(length)
+  return key
+
+
 Bounds = Tuple[Tuple[int, int], ...]
 
 

@@ -99,6 +99,54 @@ def _copy(src: str, dst: str, size: int, progress: _Progress) -> None:
   progress.add(size)
 
 
+def link_or_copy_file(src: str, dst: str, size: int, *, local: bool,
+                      allow_links: bool, may_hard_link: bool = True,
+                      progress: Optional[_Progress] = None) -> str:
+  """Puts `src`'s bytes at the new path `dst`; returns how: 'reflink',
+  'hardlink' or 'copy'.
+
+  Args:
+    src: an existing file.
+    dst: a path in a new staging directory (nothing there to overwrite).
+    size: `src`'s size in bytes (for progress).
+    local: whether both paths are on local filesystems.
+    allow_links: whether a local file may be reflinked or hard-linked.
+    may_hard_link: False for a file that its writer may rewrite in place
+      (a checkpoint's index): a reflink or a copy only.
+    progress: counts the bytes copied.
+  """
+  progress = progress or _Progress(f'copying {src}', size)
+  if local:
+    src, dst = filesystem.local_path(src), filesystem.local_path(dst)
+  if local and allow_links:
+    try:
+      _reflink(src, dst)
+      return 'reflink'
+    except OSError:
+      pass
+    if may_hard_link:
+      try:
+        os.link(src, dst)
+        return 'hardlink'
+      except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK,
+                           errno.ENOTSUP, errno.EACCES):
+          raise
+  if local:
+    _copy_local(src, dst, progress)
+  else:
+    _copy(src, dst, size, progress)
+  return 'copy'
+
+
+def weakest_method(methods: List[str]) -> str:
+  """The method describing a transfer made of `methods` ('copy' if none)."""
+  for method in ('copy', 'hardlink', 'reflink'):
+    if method in methods:
+      return method
+  return 'copy'
+
+
 def link_or_copy_bundle(checkpoint: checkpoint_lib.CheckpointInfo,
                         variables_dir: str, allow_links: bool = True
                         ) -> Tuple[str, int]:
@@ -116,34 +164,12 @@ def link_or_copy_bundle(checkpoint: checkpoint_lib.CheckpointInfo,
     dst = filesystem.join(variables_dir, _target_name(src, checkpoint.prefix))
     # The index may be rewritten in place by a later save to the same prefix.
     is_index = src.endswith('.index')
-    method = 'copy'
-    if local:
-      src, dst = filesystem.local_path(src), filesystem.local_path(dst)
-    if local and allow_links:
-      try:
-        _reflink(src, dst)
-        method = 'reflink'
-      except OSError:
-        pass
-      if method == 'copy' and not is_index:
-        try:
-          os.link(src, dst)
-          method = 'hardlink'
-        except OSError as e:
-          if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK,
-                             errno.ENOTSUP, errno.EACCES):
-            raise
-    if method == 'copy' and local:
-      _copy_local(src, dst, progress)
-    elif method == 'copy':
-      _copy(src, dst, size, progress)
+    method = link_or_copy_file(src, dst, size, local=local,
+                               allow_links=allow_links,
+                               may_hard_link=not is_index, progress=progress)
     if not is_index:
       methods.append(method)
-  # The weakest method used describes the whole transfer.
-  for method in ('copy', 'hardlink', 'reflink'):
-    if method in methods:
-      return method, total
-  return 'copy', total
+  return weakest_method(methods), total
 
 
 def _entry_bytes(spec: saver_spec.VariableSpec, slice_spec: str,

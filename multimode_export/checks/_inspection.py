@@ -15,8 +15,9 @@ import tensorflow as tf
 
 from multimode_export import _filesystem as filesystem
 from multimode_export import errors
-from multimode_export.checks import _wording as wording
+from multimode_export.checks import _findings as findings_lib
 from multimode_export.checks import _safety as safety_lib
+from multimode_export.checks import _wording as wording
 from multimode_export.graph import _saver_spec as saver_spec
 from multimode_export.publishing import _layout as layout
 from multimode_export.saved_model import _format
@@ -79,7 +80,7 @@ class MetaGraphSummary:
   assets: Tuple[Tuple[str, str], ...]
   restored: Optional[Tuple[str, ...]]
   tfma: Optional[str] = None
-  safety: Tuple[safety_lib.Finding, ...] = ()
+  safety: Tuple[findings_lib.Finding, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +121,7 @@ class ExportSummary:
   variables_files: Tuple[Tuple[str, int], ...]
   variables_error: Optional[str]
   assets_extra: Tuple[str, ...]
-  safety: Tuple[safety_lib.Finding, ...] = ()
+  safety: Tuple[findings_lib.Finding, ...] = ()
 
 
 def _shape_text(shape_proto) -> str:
@@ -157,7 +158,7 @@ def _tfma_version(meta_graph_def) -> Optional[str]:
   return np.asarray(value).reshape(-1)[0].decode('utf-8')
 
 
-def _meta_graph(meta_graph_def, scan: safety_lib.ScanResult
+def _meta_graph(meta_graph_def, scan: findings_lib.ScanResult
                ) -> MetaGraphSummary:
   signatures = tuple(
       SignatureSummary(

@@ -6,7 +6,7 @@ tensor and no collection node (main op, train op, table initializers)
 depends on them, and no object graph offers their functions to callers.
 """
 
-from typing import Iterable
+from typing import Iterable, Set, Tuple
 
 from multimode_export.checks import _graph_flow
 from multimode_export.graph import _graph_def
@@ -53,8 +53,31 @@ def _fetched_nodes(meta_graph_def) -> set:
   return names
 
 
-def saver_only(meta_graph_def, flow) -> set:
-  """(context, node) pairs nothing but the saver runs.
+class SaverOnly:
+  """The (context, node name) pairs nothing but the saver runs.
+
+  Kept as the main-graph nodes something else runs (usually few) and the
+  functions only the saver calls, not as a set of every pair: a graph can
+  have millions of nodes.
+  """
+
+  def __init__(self, main_nodes, outside: Set[str], functions: Set[str]):
+    self._main_nodes = main_nodes
+    self._outside = outside
+    self._functions = functions
+
+  def add_function(self, function: str) -> None:
+    self._functions.add(function)
+
+  def __contains__(self, pair: Tuple[str, str]) -> bool:
+    context, name = pair
+    if context == _graph_flow.MAIN:
+      return name in self._main_nodes and name not in self._outside
+    return context in self._functions
+
+
+def saver_only(meta_graph_def, flow) -> SaverOnly:
+  """The (context, node) pairs nothing but the saver runs.
 
   The loaders and `verify` run the saver's save and restore ops, the nodes
   of the graph's collections (main op, train op, table initializers) and
@@ -65,7 +88,7 @@ def saver_only(meta_graph_def, flow) -> set:
   """
   nodes = flow.contexts[_graph_flow.MAIN].nodes
   outside = _closure(nodes, sorted(_fetched_nodes(meta_graph_def)))
-  owned = {(_graph_flow.MAIN, n) for n in nodes if n not in outside}
+  owned = SaverOnly(nodes, outside, set())
   exposed = set(meta_graph_def.object_graph_def.concrete_functions)
   functions = set(flow.call_sites) - flow.other_references - exposed
   changed = True
@@ -74,7 +97,7 @@ def saver_only(meta_graph_def, flow) -> set:
     for function in sorted(functions):
       if all((context, call.name) in owned
              for context, call in flow.call_sites[function]):
-        owned |= {(function, n) for n in flow.contexts[function].nodes}
+        owned.add_function(function)
         functions.discard(function)
         changed = True
   return owned

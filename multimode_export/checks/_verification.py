@@ -6,8 +6,9 @@ whole export it checks:
 
 - `saved_model`: the proto parses and holds at least one MetaGraphDef;
 - `safety` (first, for the export's files and then each tag set): the
-  static scan of `_safety` (ops acting outside the export, asset and saver
-  paths leaving it, a `variables/` index claiming more than it stores).
+  static scan of `_safety` (ops not on the allowlist of ops that act in
+  memory, asset and saver paths leaving the export, constants and index
+  entries claiming other sizes than they store, ambiguous tag sets).
   Nothing of a tag set is loaded or run when its scan or the files' scan
   fails: `tf1_load` and `tf2_load` are then reported as skipped (and
   `variables` too, for the files), with the reason;
@@ -40,10 +41,12 @@ and for each MetaGraphDef (tag set):
   sparse, ragged or repeated inputs (or none in the TF2 object) is pruned
   from the loaded graph with each input tensor fed once.
 
-A check that fails stops only the checks that depend on it. Tag sets are
-loaded one at a time and freed before the next; with `max_load_gib`, a tag
-set whose variables take more is not loaded: a `loads` check reports it
-skipped, with the reason.
+A check that fails stops only the checks that depend on it. The loads and
+runs (`_runs`) happen in a child process (`_sandbox`), tag set by tag set,
+each check within `timeout` seconds and the child under a memory cap; one
+that hangs, exhausts the cap or ends the child fails, naming the check and
+tag set. With `max_load_gib`, a tag set whose variables take more is not
+loaded: a `loads` check reports it skipped, with the reason.
 
 Given an export base or a per-mode export instead of a SavedModel directory,
 `verify` checks the newest export's SavedModels (see `verify`).
@@ -62,6 +65,7 @@ from multimode_export.checks import _load_budget as load_budget
 from multimode_export.checks import _report as report_lib
 from multimode_export.checks import _runs as runs
 from multimode_export.checks import _safety as safety
+from multimode_export.checks import _sandbox as sandbox
 from multimode_export.checks import _variables_check as variables_check
 from multimode_export.checks import _wording as wording
 from multimode_export.graph import _saver_spec as saver_spec
@@ -110,10 +114,28 @@ def _check_assets(export_dir: str, meta_graph_def) -> str:
   return f'{wording.count(len(assets), "asset file")} present'
 
 
+@dataclasses.dataclass(frozen=True)
+class _Budget:
+  """How tag sets are loaded and run: see `verify`'s arguments."""
+  run_train_step: bool
+  max_load_gib: Optional[float]
+  timeout: float
+
+
+def _runner(export_dir: str, budget: _Budget):
+  """The runner of an export's tag sets: a child process, but for ram://."""
+  if export_dir.startswith('ram://'):
+    return sandbox.InProcessRunner(budget.run_train_step)
+  return sandbox.LoadRunner(export_dir, budget.run_train_step, budget.timeout,
+                            load_budget.memory_cap(budget.max_load_gib))
+
+
 def verify(export_dir: filesystem.PathLike, *,
            run_train_step: bool = True,
            max_load_gib: Optional[float] = None,
-           allow_ops: Iterable[str] = ()) -> report_lib.VerifyReport:
+           allow_ops: Iterable[str] = (),
+           timeout: float = load_budget.DEFAULT_TIMEOUT
+          ) -> report_lib.VerifyReport:
   """Loads and runs every MetaGraphDef of an export; reports each check.
 
   Never raises for a broken export: every problem is a failed check in the
@@ -143,8 +165,13 @@ def verify(export_dir: filesystem.PathLike, *,
       loaded (its load and signature checks are reported as one skipped
       `loads` check); every variable's crc32c is still checked.
     allow_ops: op types the `safety` check accepts although they act
-      outside the export (e.g. `['PrintV2']`). Nothing is loaded or run
-      while a refused op, path or size remains (see docs/cli.md).
+      outside the export or are not on its allowlist (e.g. `['PrintV2']`).
+      Nothing is loaded or run while a refused op, path or size remains
+      (see docs/cli.md).
+    timeout: seconds each check that loads or runs a tag set may take in
+      the child process that runs them; one that takes longer fails, naming
+      the check and tag set. The child's memory is capped too: 2 GiB plus
+      three times `max_load_gib`, or 80% of the machine's memory.
 
   Returns:
     A VerifyReport; `report.ok` tells whether every check passed.
@@ -152,39 +179,37 @@ def verify(export_dir: filesystem.PathLike, *,
   Raises:
     TypeError: `export_dir` is not a path, or `allow_ops` is not a
       collection of str.
-    ValueError: `max_load_gib` is not a positive number, or a name in
-      `allow_ops` is not an op type name.
+    ValueError: `max_load_gib` or `timeout` is not a positive number, or a
+      name in `allow_ops` is not an op type name.
   """
   load_budget.check_budget(max_load_gib)
+  load_budget.check_timeout(timeout)
   allow_ops = findings_lib.check_allow_ops(allow_ops)
   try:
     export_dir = filesystem.as_str(export_dir)
   except TypeError as e:
     raise TypeError('export_dir: expected str, bytes or os.PathLike, got '
                     f'{type(export_dir).__name__}') from e
+  budget = _Budget(run_train_step, max_load_gib, timeout)
   if _format.is_saved_model(export_dir):
-    return _verify_saved_model(export_dir, run_train_step, max_load_gib,
-                               allow_ops)
+    return _verify_saved_model(export_dir, budget, allow_ops)
   try:
     found, version, dirs = layout.newest_export(export_dir)
   except (errors.NotASavedModelError, tf.errors.OpError):
     # Not an export of either layout: report why it is no SavedModel.
-    return _verify_saved_model(export_dir, run_train_step, max_load_gib,
-                               allow_ops)
+    return _verify_saved_model(export_dir, budget, allow_ops)
   missing = [layout.MODE_DIRS[m] for m in found.mode_dirs if m not in dirs]
   layout_check = report_lib.CheckResult(
       'layout', (), not missing, layout.describe(found, version) + (
           f'; no complete version: {", ".join(missing)} missing'
           if missing else ''))
   if found.kind == layout.SHARED:
-    report = _verify_saved_model(dirs[layout.SHARED], run_train_step,
-                                 max_load_gib, allow_ops)
+    report = _verify_saved_model(dirs[layout.SHARED], budget, allow_ops)
     return report_lib.VerifyReport(report.export_dir,
                                    (layout_check,) + report.checks)
   checks = [layout_check]
   for mode, path in dirs.items():
-    report = _verify_saved_model(path, run_train_step, max_load_gib,
-                                 allow_ops)
+    report = _verify_saved_model(path, budget, allow_ops)
     prefix = layout.MODE_DIRS[mode] + '/'
     checks.extend(dataclasses.replace(c, name=prefix + c.name)
                   for c in report.checks)
@@ -200,8 +225,7 @@ def refused_op_types(export_dir: str) -> Tuple[str, ...]:
       for finding in scan.refused if finding.op_type}))
 
 
-def _verify_saved_model(export_dir: str, run_train_step: bool,
-                        max_load_gib: Optional[float],
+def _verify_saved_model(export_dir: str, budget: _Budget,
                         allow_ops: FrozenSet[str]
                         ) -> report_lib.VerifyReport:
   """`verify` for one SavedModel directory."""
@@ -222,8 +246,7 @@ def _verify_saved_model(export_dir: str, run_train_step: bool,
   metas = holder['saved_model'].meta_graphs
   if () in unsafe:
     recorder.skip('variables', (), unsafe[()])
-    _verify_tag_sets(export_dir, metas, None, unsafe, run_train_step,
-                     max_load_gib, recorder)
+    _verify_tag_sets(export_dir, metas, None, unsafe, budget, recorder)
     return report_lib.VerifyReport(export_dir, recorder.results)
   # The crc32c pass of `variables` runs beside the loads (on a local export:
   # see checks/_variables_check). Its result, and the `saver` checks that
@@ -231,8 +254,8 @@ def _verify_saved_model(export_dir: str, run_train_step: bool,
   # `with` block by any exception stops it.
   place = recorder.reserve()
   with variables_check.VariablesCheck(export_dir) as variables:
-    savers = _verify_tag_sets(export_dir, metas, variables, unsafe,
-                              run_train_step, max_load_gib, recorder)
+    savers = _verify_tag_sets(export_dir, metas, variables, unsafe, budget,
+                              recorder)
     variables_ok = recorder.run('variables', (), variables.result,
                                 place=place)
   for saver_place, graph in savers:
@@ -246,8 +269,7 @@ def _verify_saved_model(export_dir: str, run_train_step: bool,
 
 def _verify_tag_sets(export_dir: str, metas,
                      variables: Optional[variables_check.VariablesCheck],
-                     unsafe: Dict[Tuple[str, ...], str], run_train_step: bool,
-                     max_load_gib: Optional[float],
+                     unsafe: Dict[Tuple[str, ...], str], budget: _Budget,
                      recorder: report_lib.Recorder
                     ) -> List[Tuple[report_lib.Place, runs.Graph]]:
   """The checks of each tag set, but `saver`: returns where each goes.
@@ -257,26 +279,35 @@ def _verify_tag_sets(export_dir: str, metas,
   with its graph, for the caller to fill or drop.
   """
   savers = []
-  for meta_graph_def in metas:
-    graph = runs.prepare(export_dir, meta_graph_def, recorder)
-    logging.info('Verifying the MetaGraphDef tagged %s', graph.tags)
-    if variables is not None and variables.may_pass:
-      savers.append((recorder.reserve(), graph))
-    if _format.asset_files(meta_graph_def):
-      recorder.run('assets', graph.tags,
-                   lambda: _check_assets(export_dir, graph.meta_graph_def))
-    reason = unsafe.get((), unsafe.get(graph.tags))
-    if reason:
-      for name in ('tf1_load', 'tf2_load'):
-        recorder.skip(name, graph.tags, reason)
-      continue
-    skip = load_budget.over_budget(export_dir, meta_graph_def, max_load_gib)
-    if skip:
-      recorder.skip('loads', graph.tags, skip)
-      continue
-    runs.verify_tf1(graph, run_train_step, recorder)
-    runs.verify_tf2(graph, recorder)
+  with _runner(export_dir, budget) as runner:
+    for index, meta_graph_def in enumerate(metas):
+      graph = runs.prepare(export_dir, meta_graph_def, recorder)
+      if variables is not None and variables.may_pass:
+        savers.append((recorder.reserve(), graph))
+      _verify_tag_set(graph, index, unsafe, budget, runner, recorder)
   return savers
+
+
+def _verify_tag_set(graph: runs.Graph, index: int,
+                    unsafe: Dict[Tuple[str, ...], str], budget: _Budget,
+                    runner, recorder: report_lib.Recorder) -> None:
+  """The checks of one tag set after `saver`: assets, then its runs."""
+  meta_graph_def, export_dir = graph.meta_graph_def, graph.export_dir
+  logging.info('Verifying the MetaGraphDef tagged %s', graph.tags)
+  if _format.asset_files(meta_graph_def):
+    recorder.run('assets', graph.tags,
+                 lambda: _check_assets(export_dir, meta_graph_def))
+  reason = unsafe.get((), unsafe.get(graph.tags))
+  if reason:
+    for name in ('tf1_load', 'tf2_load'):
+      recorder.skip(name, graph.tags, reason)
+    return
+  skip = load_budget.over_budget(export_dir, meta_graph_def,
+                                 budget.max_load_gib)
+  if skip:
+    recorder.skip('loads', graph.tags, skip)
+    return
+  runner.run(graph, index, recorder)
 
 
 def _check_safety(export_dir: str, saved_model, allow_ops: FrozenSet[str],

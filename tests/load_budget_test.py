@@ -74,6 +74,22 @@ class LoadBudgetTest(models.ClassRootMixin, parameterized.TestCase,
                                 f'of GiB or None, got {value!r}'):
       verification.verify(self.export, max_load_gib=value)
 
+  @parameterized.named_parameters(('zero', 0), ('negative', -1.0),
+                                  ('string', '1'), ('bool', True))
+  def test_bad_budgets(self, value):
+    with self.assertRaisesRegex(ValueError,
+                                'timeout: expected a positive number of '
+                                f'seconds, got {value!r}'):
+      verification.verify(self.export, timeout=value)
+
+  def test_memory_cap(self):
+    self.assertEqual(load_budget.memory_cap(1.5),
+                     2 * load_budget.GIB + int(4.5 * load_budget.GIB))
+    cap = load_budget.memory_cap(None)
+    with open('/proc/meminfo') as f:
+      total = int(f.readline().split()[1]) * 1024
+    self.assertEqual(cap, int(total * 0.8))
+
   def test_corrupted_bytes_are_found_with_every_tag_set_skipped(self):
     # Same size, other bytes: only the crc32c tells. The budget keeps every
     # load away, so the variables check alone must find it.

@@ -84,9 +84,14 @@ class CraftedExportsTest(parameterized.TestCase, tf.test.TestCase):
     self.assert_refused(multimode_export.verify(self.export_dir), ('serve',),
                         "PyFunc (calls back into Python) at node "
                         "'python_callback'", '--allow_ops=PyFunc')
-    # The callback is registered in this process: allowed, it runs.
-    multimode_export.verify(self.export_dir, allow_ops=['PyFunc'])
-    self.assertTrue(os.path.exists(self.canary))
+    # The callback is registered in this process only. Allowed, it is run
+    # where verify runs graphs: in its child process, which has no such
+    # callback, so the signature fails there and nothing is written.
+    report = multimode_export.verify(self.export_dir, allow_ops=['PyFunc'])
+    signature = _check(report, 'tf1_signature:serving_default', ('serve',))
+    self.assertFalse(signature.ok)
+    self.assertIn('callback', signature.detail)
+    self.assertFalse(os.path.exists(self.canary))
 
   def test_unknown_op(self):
     crafted.unknown_op(self.export_dir, 'MyCustomKernel')

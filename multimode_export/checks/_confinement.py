@@ -3,7 +3,7 @@
 Part of the safety scan (`_safety`): the loaders join each asset's file name
 to `assets/` and read `variables/` through its index, so a file name that is
 absolute or climbs out, a link pointing out of the export, or an index entry
-claiming more bytes than it stores would make them read outside the export
+whose claims do not match what it stores would make them read outside the export
 or allocate what the index claims. Only names, links and the index are read.
 """
 
@@ -13,6 +13,7 @@ from typing import List, Tuple
 import tensorflow as tf
 
 from multimode_export import _filesystem as filesystem
+from multimode_export.checks import _tensor_claims as tensor_claims
 from multimode_export.saved_model import _format
 from multimode_export.variables import _bundle_index as bundle_index
 
@@ -69,24 +70,12 @@ def link_problems(export_dir: str) -> List[Problem]:
   return problems
 
 
-def _claimed_bytes(entry) -> Tuple[int, str]:
-  """(bytes an entry's dtype and shape need, 'float32[2,3]')."""
-  dtype = tf.as_dtype(entry.dtype)
-  dims = [d.size for d in entry.shape.dim]
-  count = 1
-  for dim in dims:
-    count *= max(dim, 0)
-  shape = f'{dtype.name}[{",".join(map(str, dims))}]'
-  if dtype == tf.string:
-    return count, shape  # at least one length byte per element
-  return count * dtype.size, shape
-
-
 def index_problems(export_dir: str) -> Tuple[str, List[Problem]]:
   """(what was read, problems) of the `variables/` index.
 
-  An entry is a problem when its dtype and shape need more bytes than it
-  stores: any reader would allocate the claim. (A data file shorter than
+  An entry is a problem when its dtype and shape do not match the bytes it
+  stores (any reader would allocate the claim), for every dtype, strings
+  and variants included (see `_tensor_claims`). (A data file shorter than
   the index says is the `variables` check's business: reading it fails.)
   """
   if not _format.has_variables(export_dir):
@@ -100,12 +89,11 @@ def index_problems(export_dir: str) -> Tuple[str, List[Problem]]:
   stored = sum(entry.size for entry in entries.values())
   problems = []
   for key, entry in sorted(entries.items()):
-    claimed, shape = _claimed_bytes(entry)
     # A partitioned variable's entry holds no bytes; its slices do.
-    available = stored if entry.slices else entry.size
-    if tf.as_dtype(entry.dtype) != tf.variant and claimed > available:
-      problems.append((f"{label} entry {key.decode('utf-8', 'replace')!r}",
-                       f'claims {shape} ({claimed} bytes) but stores '
-                       f'{available} bytes'))
+    problem = tensor_claims.entry_problem(
+        entry, stored if entry.slices else entry.size)
+    if problem:
+      problems.append(
+          (f"{label} entry {key.decode('utf-8', 'replace')!r}", problem))
   count = f'{len(entries)} entr' + ('y' if len(entries) == 1 else 'ies')
   return f'{label}: {count}, {stored} bytes stored', problems

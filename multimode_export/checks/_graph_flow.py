@@ -16,7 +16,6 @@ import collections
 import itertools
 from typing import Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
-import numpy as np
 import tensorflow as tf
 
 from multimode_export.graph import _graph_def
@@ -84,30 +83,49 @@ class GraphFlow:
     self.call_sites: Dict[str, List[Tuple[str, object]]] = (
         collections.defaultdict(list))
     self.other_references: Set[str] = set()
+    # One pass over every node; an empty attribute map or input list is
+    # tested before it is iterated (cheaper, on a graph of 2 million NoOps).
+    self._consumers = collections.defaultdict(list)
     for context in self.contexts.values():
       for node in context.nodes.values():
-        called = _called_function(node, library)
+        has_attrs = bool(node.attr)
+        called = _called_function(node, library) if (
+            has_attrs or node.op in library) else None
         if called is not None:
           self.call_sites[called].append((context.name, node))
-        self.other_references.update(
-            f for f in _referenced_functions(node) if f != called)
+        if has_attrs:
+          self.other_references.update(
+              f for f in _referenced_functions(node) if f != called)
+        if context.name == MAIN and node.input:
+          for ref in node.input:
+            if not ref.startswith('^'):
+              self._consumers[_graph_def.node_name(ref)].append(node)
     self._captures = _object_graph_captures(meta_graph_def)
-    self._consumers = collections.defaultdict(list)
-    for node in graph_def.node:
-      for ref in node.input:
-        if not ref.startswith('^'):
-          self._consumers[_graph_def.node_name(ref)].append(node)
     self._in_progress: Set[Tuple[str, str]] = set()
+    self._memo: Dict[Tuple[str, str], Sources] = {}
+    self._constants: Dict[Tuple[str, str], Optional[List[str]]] = {}
+    self._handles: Dict[Tuple[str, str], Optional[Set[str]]] = {}
 
   def is_function(self, op_type: str) -> bool:
     return op_type in self.contexts and op_type != MAIN
 
   def sources(self, context: str, ref: str, depth: int = 0) -> Sources:
-    """Where the string tensor `ref` of `context` can come from."""
+    """Where the string tensor `ref` of `context` can come from.
+
+    Each node's answer is computed once (a chain of `Select`s each using
+    the previous twice is a walk of its nodes, not of its 2**n paths). An
+    answer cut short by the depth bound is unknown, and stays so: the memo
+    can only refuse more, never allow more.
+    """
     if depth > _MAX_DEPTH:
       return None
+    key = (context, _graph_def.node_name(ref))
+    if key not in self._memo:
+      self._memo[key] = self._sources(context, key[1], depth)
+    return self._memo[key]
+
+  def _sources(self, context: str, name: str, depth: int) -> Sources:
     ctx = self.contexts[context]
-    name = _graph_def.node_name(ref)
     if name in ctx.args and name not in ctx.nodes:
       return self._arg_sources(context, ctx.args.index(name), depth + 1)
     if context == MAIN and name in self.fed:
@@ -146,22 +164,40 @@ class GraphFlow:
       return None
     return _append(self.sources(context, inputs[0], depth + 1), suffixes)
 
-  def constant_strings(self, context: str, ref: str) -> Optional[List[str]]:
-    """The values a scalar string tensor can have, if all are constants."""
-    node = self.contexts[context].nodes.get(_graph_def.node_name(ref))
+  def constant_strings(self, context: str, ref: str,
+                       depth: int = 0) -> Optional[List[str]]:
+    """The values a scalar string tensor can have, if all are constants.
+
+    Read from the constants' protos (never expanded), once per node.
+    """
+    key = (context, _graph_def.node_name(ref))
+    if depth > _MAX_DEPTH:
+      return None
+    if key not in self._constants:
+      self._constants[key] = self._constant_strings(context, key[1], depth)
+    return self._constants[key]
+
+  def _constant_strings(self, context: str, name: str,
+                        depth: int) -> Optional[List[str]]:
+    node = self.contexts[context].nodes.get(name)
     if node is None:
       return None
     if node.op in _PASS_THROUGH:
-      return self.constant_strings(context, node.input[0])
+      return self.constant_strings(context, node.input[0], depth + 1)
     if node.op in ('Select', 'SelectV2'):
-      branches = [self.constant_strings(context, i) for i in node.input[1:3]]
-      return None if None in branches else branches[0] + branches[1]
+      branches = [self.constant_strings(context, i, depth + 1)
+                  for i in node.input[1:3]]
+      if None in branches or len(branches[0]) + len(branches[1]) > (
+          _MAX_ALTERNATIVES):
+        return None
+      return branches[0] + branches[1]
     if node.op != 'Const' or node.attr['dtype'].type != tf.string.as_datatype_enum:
       return None
-    values = np.asarray(tf.make_ndarray(node.attr['value'].tensor)).reshape(-1)
-    if len(values) != 1:
-      return None
-    return [values[0].decode('utf-8', 'replace')]
+    tensor = node.attr['value'].tensor
+    if (len(tensor.string_val) != 1 or
+        any(d.size != 1 for d in tensor.tensor_shape.dim)):
+      return None  # not one scalar string: never expanded
+    return [tensor.string_val[0].decode('utf-8', 'replace')]
 
   def _arg_sources(self, function: str, index: int, depth: int) -> Sources:
     """Sources of a function argument: every caller's, and its capture."""
@@ -210,11 +246,17 @@ class GraphFlow:
 
   def _handle_variables(self, context: str, handle: str, depth: int
                        ) -> Optional[Set[str]]:
-    """The main-graph VarHandleOp nodes a resource handle can be."""
+    """The main-graph VarHandleOp nodes a resource handle can be (memoized)."""
     if depth > _MAX_DEPTH:
       return None
+    key = (context, _graph_def.node_name(handle))
+    if key not in self._handles:
+      self._handles[key] = self._find_handle_variables(context, key[1], depth)
+    return self._handles[key]
+
+  def _find_handle_variables(self, context: str, name: str, depth: int
+                            ) -> Optional[Set[str]]:
     ctx = self.contexts[context]
-    name = _graph_def.node_name(handle)
     if name in ctx.args and name not in ctx.nodes:
       index = ctx.args.index(name)
       if (context in self.other_references or context in self._captures or

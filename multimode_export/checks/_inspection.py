@@ -10,13 +10,14 @@ export, however large its variables, and safe on one you did not make. What
 import dataclasses
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 import tensorflow as tf
 
 from multimode_export import _filesystem as filesystem
 from multimode_export import errors
-from multimode_export.checks import _wording as wording
+from multimode_export.checks import _findings as findings_lib
 from multimode_export.checks import _safety as safety_lib
+from multimode_export.checks import _wording as wording
+from multimode_export.graph import _graph_def as graph_def_lib
 from multimode_export.graph import _saver_spec as saver_spec
 from multimode_export.publishing import _layout as layout
 from multimode_export.saved_model import _format
@@ -79,7 +80,7 @@ class MetaGraphSummary:
   assets: Tuple[Tuple[str, str], ...]
   restored: Optional[Tuple[str, ...]]
   tfma: Optional[str] = None
-  safety: Tuple[safety_lib.Finding, ...] = ()
+  safety: Tuple[findings_lib.Finding, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +121,7 @@ class ExportSummary:
   variables_files: Tuple[Tuple[str, int], ...]
   variables_error: Optional[str]
   assets_extra: Tuple[str, ...]
-  safety: Tuple[safety_lib.Finding, ...] = ()
+  safety: Tuple[findings_lib.Finding, ...] = ()
 
 
 def _shape_text(shape_proto) -> str:
@@ -142,22 +143,21 @@ def _tensor(key: str, info) -> TensorSummary:
 def _tfma_version(meta_graph_def) -> Optional[str]:
   """The TFMA version that built an EvalSavedModel graph, or None.
 
-  TFMA's `EvalInputReceiver` adds a constant `tfma/version` input to the
-  `eval` signature, which TFMA's loader reads.
+  TFMA's `EvalInputReceiver` adds a constant `tfma/version` input to `eval`.
   """
   signature = meta_graph_def.signature_def.get(_TFMA_SIGNATURE_KEY)
   if signature is None or _TFMA_VERSION_INPUT not in signature.inputs:
     return None
-  name = signature.inputs[_TFMA_VERSION_INPUT].name.split(':')[0]
+  name = graph_def_lib.node_name(signature.inputs[_TFMA_VERSION_INPUT].name)
   node = next((n for n in meta_graph_def.graph_def.node if n.name == name),
               None)
-  if node is None or node.op != 'Const':
+  try:  # read from the proto: a hostile constant can claim [2**34]
+    return graph_def_lib.const_strings(node)[0]
+  except (ValueError, IndexError, UnicodeDecodeError):
     return 'unknown'
-  value = tf.make_ndarray(node.attr['value'].tensor)
-  return np.asarray(value).reshape(-1)[0].decode('utf-8')
 
 
-def _meta_graph(meta_graph_def, scan: safety_lib.ScanResult
+def _meta_graph(meta_graph_def, scan: findings_lib.ScanResult
                ) -> MetaGraphSummary:
   signatures = tuple(
       SignatureSummary(

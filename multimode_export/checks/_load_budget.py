@@ -6,6 +6,10 @@ restore op names the checkpoint keys (`saver_spec.required_variables`) and
 the export's index their sizes. A tag set over the budget is not loaded;
 its variables' bytes are still checked against their crc32c by the
 whole-export `variables` check, which reads through a bounded buffer.
+
+The tag sets that are loaded are loaded in a child process (`_sandbox`)
+under the budgets defined here: a time limit per check (`timeout`) and a
+memory cap derived from `max_load_gib` (`memory_cap`).
 """
 
 from typing import Optional
@@ -17,6 +21,13 @@ from multimode_export.saved_model import _format
 from multimode_export.variables import _bundle_index as bundle_index
 
 GIB = 1 << 30
+DEFAULT_TIMEOUT = 300.0  # seconds per check that loads or runs a tag set
+# The loading process's memory cap: TensorFlow itself and the graphs, plus
+# the variables up to three times (TF1 load, TF2 load, a train step's
+# updates), before the allocator returns what a finished load freed.
+_BASE_CAP = 2 * GIB
+_COPIES = 3
+_DEFAULT_CAP_FRACTION = 0.8  # of the machine's memory, without max_load_gib
 
 
 def check_budget(max_load_gib: Optional[float]) -> None:
@@ -27,6 +38,38 @@ def check_budget(max_load_gib: Optional[float]) -> None:
       not isinstance(max_load_gib, (int, float)) or not max_load_gib > 0):
     raise ValueError('max_load_gib: expected a positive number of GiB or '
                      f'None, got {max_load_gib!r}')
+
+
+def check_timeout(timeout: float) -> None:
+  """Raises ValueError unless `timeout` is a positive number of seconds."""
+  if (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or
+      not timeout > 0):
+    raise ValueError(f'timeout: expected a positive number of seconds, got '
+                     f'{timeout!r}')
+
+
+def _machine_memory() -> Optional[int]:
+  try:
+    with open('/proc/meminfo', 'rb') as f:
+      for line in f:
+        if line.startswith(b'MemTotal:'):
+          return int(line.split()[1]) * 1024
+  except (OSError, ValueError, IndexError):
+    pass
+  return None
+
+
+def memory_cap(max_load_gib: Optional[float]) -> Optional[int]:
+  """Bytes the process loading tag sets may hold; None: not capped.
+
+  With `max_load_gib`: 2 GiB plus three times `max_load_gib`; without it,
+  80% of the machine's memory (so a runaway graph is stopped before the
+  machine's OOM killer picks a process), or None where that is unknown.
+  """
+  if max_load_gib is not None:
+    return int(_BASE_CAP + _COPIES * max_load_gib * GIB)
+  total = _machine_memory()
+  return int(total * _DEFAULT_CAP_FRACTION) if total else None
 
 
 def restored_bytes(export_dir: str, meta_graph_def) -> int:

@@ -203,6 +203,12 @@ class Recorder:
     logging.info('skip [%s] %s: %s', ','.join(tags), name, detail)
     self._record(CheckResult(name, tags, True, detail, skipped=True), place)
 
+  def add(self, result: CheckResult) -> None:
+    """Records a result another process ran (see `_sandbox`)."""
+    logging.info('%s [%s] %s: %s', 'ok' if result.ok else 'FAIL',
+                 ','.join(result.tags), result.name, result.detail)
+    self._record(result, None)
+
   def _record(self, result: CheckResult, place: Optional[Place]) -> None:
     if place is None:
       self._entries.append(result)

@@ -6,8 +6,9 @@ whole export it checks:
 
 - `saved_model`: the proto parses and holds at least one MetaGraphDef;
 - `safety` (first, for the export's files and then each tag set): the
-  static scan of `_safety` (ops acting outside the export, asset and saver
-  paths leaving it, a `variables/` index claiming more than it stores).
+  static scan of `_safety` (ops not on the allowlist of ops that act in
+  memory, asset and saver paths leaving the export, constants and index
+  entries claiming other sizes than they store, ambiguous tag sets).
   Nothing of a tag set is loaded or run when its scan or the files' scan
   fails: `tf1_load` and `tf2_load` are then reported as skipped (and
   `variables` too, for the files), with the reason;
@@ -40,41 +41,36 @@ and for each MetaGraphDef (tag set):
   sparse, ragged or repeated inputs (or none in the TF2 object) is pruned
   from the loaded graph with each input tensor fed once.
 
-A check that fails stops only the checks that depend on it. Tag sets are
-loaded one at a time and freed before the next; with `max_load_gib`, a tag
-set whose variables take more is not loaded: a `loads` check reports it
-skipped, with the reason.
+A check that fails stops only the checks that depend on it. The loads and
+runs (`_runs`) happen in a child process (`_sandbox`), tag set by tag set,
+each check within `timeout` seconds and the child under a memory cap; one
+that hangs, exhausts the cap or ends the child fails, naming the check and
+tag set. With `max_load_gib`, a tag set whose variables take more is not
+loaded: a `loads` check reports it skipped, with the reason.
 
 Given an export base or a per-mode export instead of a SavedModel directory,
 `verify` checks the newest export's SavedModels (see `verify`).
 """
 
 import dataclasses
-import gc
 from typing import Dict, FrozenSet, Iterable, List, Optional, Tuple
 
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from multimode_export import _filesystem as filesystem
-from multimode_export import _tf_private
 from multimode_export import errors
-from multimode_export import loading
+from multimode_export.checks import _findings as findings_lib
 from multimode_export.checks import _load_budget as load_budget
 from multimode_export.checks import _report as report_lib
+from multimode_export.checks import _runs as runs
 from multimode_export.checks import _safety as safety
-from multimode_export.checks import _serving_checks as serving_checks
-from multimode_export.checks import _synthetic_inputs as synthetic_inputs
+from multimode_export.checks import _sandbox as sandbox
 from multimode_export.checks import _variables_check as variables_check
 from multimode_export.checks import _wording as wording
 from multimode_export.graph import _saver_spec as saver_spec
 from multimode_export.publishing import _layout as layout
 from multimode_export.saved_model import _format
-
-_TRAINING_METHOD = 'tensorflow/supervised/training'
-# SavedModels written by tf.saved_model.save keep their init op here.
-_INIT_OP_SIGNATURE_KEY = '__saved_model_init_op'
 
 
 def _check_saver(meta_graph_def, variables) -> str:
@@ -118,203 +114,28 @@ def _check_assets(export_dir: str, meta_graph_def) -> str:
   return f'{wording.count(len(assets), "asset file")} present'
 
 
-def _check_output_shapes(signature_def, values: Dict[str, object]) -> None:
-  for key, value in values.items():
-    expected = tf.TensorShape(signature_def.outputs[key].tensor_shape)
-    actual = np.shape(value)
-    if not expected.is_compatible_with(actual):
-      raise report_lib.CheckFailed(
-          f'output {key!r} has shape {list(actual)}, the signature says '
-          f'{expected}')
-
-
-def _named_outputs(signature_def) -> Dict[str, str]:
-  return {k: v.name for k, v in signature_def.outputs.items()
-          if v.WhichOneof('encoding') == 'name'}
-
-
-def _run_tf1_signature(session, signature_def, feeds, index) -> str:
-  feed = synthetic_inputs.tensor_feeds(signature_def, feeds)
-  values = session.run(_named_outputs(signature_def), feed)
-  _check_output_shapes(signature_def, values)
-  inputs = synthetic_inputs.describe(signature_def, index, feeds)
-  return (f'{signature_def.method_name or "no method"}: '
-          f'{inputs or "no inputs"} -> {wording.count(len(values), "output")}')
-
-
-def _plain_inputs(signature_def) -> bool:
-  """Whether every input is a tensor of its own (no composite, no repeat)."""
-  return (all(i.WhichOneof('encoding') == 'name'
-              for i in signature_def.inputs.values()) and
-          not loading.repeats_input_tensors(signature_def))
-
-
-def _run_tf2_signature(loaded, key, signature_def, feeds) -> str:
-  if key in loaded.signatures and _plain_inputs(signature_def):
-    args = {k: tf.constant(v, dtype=signature_def.inputs[k].dtype)
-            for k, v in feeds.items()}
-    outputs = loaded.signatures[key](**args)
-    how = 'ran'
-  else:
-    by_name = synthetic_inputs.tensor_feeds(signature_def, feeds)
-    function = loaded.prune(feeds=list(by_name),
-                            fetches=_named_outputs(signature_def))
-    outputs = function(*[tf.constant(v) for v in by_name.values()])
-    how = f'pruned with {wording.count(len(by_name), "unique feed")}, ran'
-  values = {k: v.numpy() for k, v in outputs.items()
-            if k in signature_def.outputs and hasattr(v, 'numpy')}
-  _check_output_shapes(signature_def, values)
-  return f'{how} -> {wording.count(len(outputs), "output")}'
-
-
-def _training_signature_key(meta_graph_def) -> Optional[str]:
-  """The signature whose inputs feed the train op."""
-  signatures = {k: v for k, v in meta_graph_def.signature_def.items()
-                if k != _INIT_OP_SIGNATURE_KEY}
-  for key in sorted(signatures):
-    if signatures[key].method_name == _TRAINING_METHOD:
-      return key
-  for key in ('train', tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY):
-    if key in signatures:
-      return key
-  with_loss = [k for k in sorted(signatures) if 'loss' in signatures[k].outputs]
-  return with_loss[0] if with_loss else (min(signatures) if signatures else None)
-
-
 @dataclasses.dataclass(frozen=True)
-class _Graph:
-  """One MetaGraphDef under verification and its synthetic feeds."""
-  export_dir: str
-  meta_graph_def: object
-  tags: Tuple[str, ...]
-  index: synthetic_inputs.GraphIndex
-  feeds: Dict[str, Dict[str, object]]  # signature key -> input feeds
-
-  @property
-  def signatures(self):
-    return self.meta_graph_def.signature_def
+class _Budget:
+  """How tag sets are loaded and run: see `verify`'s arguments."""
+  run_train_step: bool
+  max_load_gib: Optional[float]
+  timeout: float
 
 
-def _prepare(export_dir: str, meta_graph_def,
-             recorder: report_lib.Recorder) -> _Graph:
-  """Builds feeds per signature; one none can be built for is reported."""
-  tags = _format.tags_of(meta_graph_def)
-  index = synthetic_inputs.GraphIndex(meta_graph_def.graph_def)
-  feeds = {}
-  for key in sorted(meta_graph_def.signature_def):
-    if key == _INIT_OP_SIGNATURE_KEY:
-      continue  # TF2's initializer, run by the loaders, not a signature.
-    try:
-      feeds[key] = synthetic_inputs.signature_feeds(
-          meta_graph_def.signature_def[key], index)
-    except synthetic_inputs.UnsupportedInputError as e:
-      recorder.fail(f'inputs:{key}', tags,
-                    f'cannot build synthetic inputs: {e}')
-  return _Graph(export_dir, meta_graph_def, tags, index, feeds)
-
-
-def _run_train_step(session, graph: _Graph) -> str:
-  train_ops = session.graph.get_collection(
-      _format.TRAIN_OP_COLLECTION)
-  key = _training_signature_key(graph.meta_graph_def)
-  feed, loss = {}, None
-  if key is not None:
-    signature_def = graph.signatures[key]
-    if key not in graph.feeds:
-      raise report_lib.CheckFailed(f'no synthetic inputs for signature {key!r}')
-    feed = synthetic_inputs.tensor_feeds(signature_def, graph.feeds[key])
-    if 'loss' in signature_def.outputs:
-      loss = signature_def.outputs['loss'].name
-  global_step = tf.compat.v1.train.get_global_step(session.graph)
-  before = session.run(global_step) if global_step is not None else None
-  fetches = {'train_ops': train_ops}
-  if loss is not None:
-    fetches['loss'] = loss
-  values = session.run(fetches, feed)
-  parts = [f'ran {wording.count(len(train_ops), "train op")}' +
-           (f' on synthetic inputs of {key!r}' if key else '')]
-  if loss is not None:
-    value = float(np.asarray(values['loss']))
-    parts.append(f'loss {value:.6g}' +
-                 ('' if np.isfinite(value) else ' (not finite)'))
-  if global_step is not None:
-    parts.append(f'global_step {before} -> {session.run(global_step)}')
-  return ', '.join(parts)
-
-
-def _verify_serving(session, graph: _Graph,
-                    recorder: report_lib.Recorder) -> None:
-  """Raw signatures against their twins, and the warmup records."""
-  for raw_key, key in serving_checks.raw_twins(graph.feeds).items():
-    recorder.run(f'raw_matches:{raw_key}', graph.tags,
-                 lambda r=raw_key, k=key: serving_checks.run_raw_match(
-                     session, graph.signatures, r, graph.feeds[k]))
-  path = serving_checks.warmup_file(graph.export_dir, graph.tags)
-  if path:
-    recorder.run('warmup', graph.tags, lambda: serving_checks.replay_warmup(
-        session, graph.meta_graph_def, path))
-
-
-def _verify_tf1(graph: _Graph, run_train_step: bool,
-                recorder: report_lib.Recorder) -> None:
-  tf_graph = tf.Graph()
-  with tf.compat.v1.Session(graph=tf_graph) as session:
-
-    def load():
-      with tf_graph.as_default():
-        tf.compat.v1.saved_model.loader.load(session, list(graph.tags),
-                                             graph.export_dir)
-      signatures = set(graph.signatures) - {_INIT_OP_SIGNATURE_KEY}
-      return (f'{len(tf_graph.get_operations())} ops, '
-              f'{wording.count(len(signatures), "signature")}')
-
-    if not recorder.run('tf1_load', graph.tags, load):
-      return
-    for key in sorted(graph.feeds):
-      recorder.run(f'tf1_signature:{key}', graph.tags,
-                   lambda k=key: _run_tf1_signature(
-                       session, graph.signatures[k], graph.feeds[k],
-                       graph.index))
-    _verify_serving(session, graph, recorder)
-    train_ops = _format.collection_names(
-        graph.meta_graph_def, _format.TRAIN_OP_COLLECTION)
-    if train_ops and run_train_step:
-      recorder.run('train_step', graph.tags,
-                   lambda: _run_train_step(session, graph))
-
-
-def _load_and_run_tf2(graph: _Graph, recorder: report_lib.Recorder) -> None:
-  holder = {}
-
-  def load():
-    loaded = loading.load_tag_set(graph.export_dir, graph.tags)
-    holder['loaded'] = loaded
-    if isinstance(loaded, loading.ImportedGraph):
-      return ('a signature lists one tensor under several input keys, which '
-              'tf.saved_model.load cannot load: imported with wrap_function, '
-              f'{wording.count(len(loaded.variables), "variable")}')
-    return wording.count(len(loaded.signatures), 'signature')
-
-  if not recorder.run('tf2_load', graph.tags, load):
-    return
-  for key in sorted(graph.feeds):
-    recorder.run(f'tf2_signature:{key}', graph.tags,
-                 lambda k=key: _run_tf2_signature(
-                     holder['loaded'], k, graph.signatures[k], graph.feeds[k]))
-
-
-def _verify_tf2(graph: _Graph, recorder: report_lib.Recorder) -> None:
-  # Eager even when the caller disabled v2 behaviour: tf.saved_model.load
-  # needs it.
-  with _tf_private.eager_mode():
-    _load_and_run_tf2(graph, recorder)
-  gc.collect()  # Frees the loaded variables before the next tag set.
+def _runner(export_dir: str, budget: _Budget):
+  """The runner of an export's tag sets: a child process, but for ram://."""
+  if export_dir.startswith('ram://'):
+    return sandbox.InProcessRunner(budget.run_train_step)
+  return sandbox.LoadRunner(export_dir, budget.run_train_step, budget.timeout,
+                            load_budget.memory_cap(budget.max_load_gib))
 
 
 def verify(export_dir: filesystem.PathLike, *,
            run_train_step: bool = True,
            max_load_gib: Optional[float] = None,
-           allow_ops: Iterable[str] = ()) -> report_lib.VerifyReport:
+           allow_ops: Iterable[str] = (),
+           timeout: float = load_budget.DEFAULT_TIMEOUT
+          ) -> report_lib.VerifyReport:
   """Loads and runs every MetaGraphDef of an export; reports each check.
 
   Never raises for a broken export: every problem is a failed check in the
@@ -344,8 +165,13 @@ def verify(export_dir: filesystem.PathLike, *,
       loaded (its load and signature checks are reported as one skipped
       `loads` check); every variable's crc32c is still checked.
     allow_ops: op types the `safety` check accepts although they act
-      outside the export (e.g. `['PrintV2']`). Nothing is loaded or run
-      while a refused op, path or size remains (see docs/cli.md).
+      outside the export or are not on its allowlist (e.g. `['PrintV2']`).
+      Nothing is loaded or run while a refused op, path or size remains
+      (see docs/cli.md).
+    timeout: seconds each check that loads or runs a tag set may take in
+      the child process that runs them; one that takes longer fails, naming
+      the check and tag set. The child's memory is capped too: 2 GiB plus
+      three times `max_load_gib`, or 80% of the machine's memory.
 
   Returns:
     A VerifyReport; `report.ok` tells whether every check passed.
@@ -353,39 +179,37 @@ def verify(export_dir: filesystem.PathLike, *,
   Raises:
     TypeError: `export_dir` is not a path, or `allow_ops` is not a
       collection of str.
-    ValueError: `max_load_gib` is not a positive number, or a name in
-      `allow_ops` is not an op type name.
+    ValueError: `max_load_gib` or `timeout` is not a positive number, or a
+      name in `allow_ops` is not an op type name.
   """
   load_budget.check_budget(max_load_gib)
-  allow_ops = safety.check_allow_ops(allow_ops)
+  load_budget.check_timeout(timeout)
+  allow_ops = findings_lib.check_allow_ops(allow_ops)
   try:
     export_dir = filesystem.as_str(export_dir)
   except TypeError as e:
     raise TypeError('export_dir: expected str, bytes or os.PathLike, got '
                     f'{type(export_dir).__name__}') from e
+  budget = _Budget(run_train_step, max_load_gib, timeout)
   if _format.is_saved_model(export_dir):
-    return _verify_saved_model(export_dir, run_train_step, max_load_gib,
-                               allow_ops)
+    return _verify_saved_model(export_dir, budget, allow_ops)
   try:
     found, version, dirs = layout.newest_export(export_dir)
   except (errors.NotASavedModelError, tf.errors.OpError):
     # Not an export of either layout: report why it is no SavedModel.
-    return _verify_saved_model(export_dir, run_train_step, max_load_gib,
-                               allow_ops)
+    return _verify_saved_model(export_dir, budget, allow_ops)
   missing = [layout.MODE_DIRS[m] for m in found.mode_dirs if m not in dirs]
   layout_check = report_lib.CheckResult(
       'layout', (), not missing, layout.describe(found, version) + (
           f'; no complete version: {", ".join(missing)} missing'
           if missing else ''))
   if found.kind == layout.SHARED:
-    report = _verify_saved_model(dirs[layout.SHARED], run_train_step,
-                                 max_load_gib, allow_ops)
+    report = _verify_saved_model(dirs[layout.SHARED], budget, allow_ops)
     return report_lib.VerifyReport(report.export_dir,
                                    (layout_check,) + report.checks)
   checks = [layout_check]
   for mode, path in dirs.items():
-    report = _verify_saved_model(path, run_train_step, max_load_gib,
-                                 allow_ops)
+    report = _verify_saved_model(path, budget, allow_ops)
     prefix = layout.MODE_DIRS[mode] + '/'
     checks.extend(dataclasses.replace(c, name=prefix + c.name)
                   for c in report.checks)
@@ -401,8 +225,7 @@ def refused_op_types(export_dir: str) -> Tuple[str, ...]:
       for finding in scan.refused if finding.op_type}))
 
 
-def _verify_saved_model(export_dir: str, run_train_step: bool,
-                        max_load_gib: Optional[float],
+def _verify_saved_model(export_dir: str, budget: _Budget,
                         allow_ops: FrozenSet[str]
                         ) -> report_lib.VerifyReport:
   """`verify` for one SavedModel directory."""
@@ -423,8 +246,7 @@ def _verify_saved_model(export_dir: str, run_train_step: bool,
   metas = holder['saved_model'].meta_graphs
   if () in unsafe:
     recorder.skip('variables', (), unsafe[()])
-    _verify_tag_sets(export_dir, metas, None, unsafe, run_train_step,
-                     max_load_gib, recorder)
+    _verify_tag_sets(export_dir, metas, None, unsafe, budget, recorder)
     return report_lib.VerifyReport(export_dir, recorder.results)
   # The crc32c pass of `variables` runs beside the loads (on a local export:
   # see checks/_variables_check). Its result, and the `saver` checks that
@@ -432,8 +254,8 @@ def _verify_saved_model(export_dir: str, run_train_step: bool,
   # `with` block by any exception stops it.
   place = recorder.reserve()
   with variables_check.VariablesCheck(export_dir) as variables:
-    savers = _verify_tag_sets(export_dir, metas, variables, unsafe,
-                              run_train_step, max_load_gib, recorder)
+    savers = _verify_tag_sets(export_dir, metas, variables, unsafe, budget,
+                              recorder)
     variables_ok = recorder.run('variables', (), variables.result,
                                 place=place)
   for saver_place, graph in savers:
@@ -447,10 +269,9 @@ def _verify_saved_model(export_dir: str, run_train_step: bool,
 
 def _verify_tag_sets(export_dir: str, metas,
                      variables: Optional[variables_check.VariablesCheck],
-                     unsafe: Dict[Tuple[str, ...], str], run_train_step: bool,
-                     max_load_gib: Optional[float],
+                     unsafe: Dict[Tuple[str, ...], str], budget: _Budget,
                      recorder: report_lib.Recorder
-                    ) -> List[Tuple[report_lib.Place, _Graph]]:
+                    ) -> List[Tuple[report_lib.Place, runs.Graph]]:
   """The checks of each tag set, but `saver`: returns where each goes.
 
   A `saver` check depends on the `variables` check, which may still be
@@ -458,26 +279,35 @@ def _verify_tag_sets(export_dir: str, metas,
   with its graph, for the caller to fill or drop.
   """
   savers = []
-  for meta_graph_def in metas:
-    graph = _prepare(export_dir, meta_graph_def, recorder)
-    logging.info('Verifying the MetaGraphDef tagged %s', graph.tags)
-    if variables is not None and variables.may_pass:
-      savers.append((recorder.reserve(), graph))
-    if _format.asset_files(meta_graph_def):
-      recorder.run('assets', graph.tags,
-                   lambda: _check_assets(export_dir, graph.meta_graph_def))
-    reason = unsafe.get((), unsafe.get(graph.tags))
-    if reason:
-      for name in ('tf1_load', 'tf2_load'):
-        recorder.skip(name, graph.tags, reason)
-      continue
-    skip = load_budget.over_budget(export_dir, meta_graph_def, max_load_gib)
-    if skip:
-      recorder.skip('loads', graph.tags, skip)
-      continue
-    _verify_tf1(graph, run_train_step, recorder)
-    _verify_tf2(graph, recorder)
+  with _runner(export_dir, budget) as runner:
+    for index, meta_graph_def in enumerate(metas):
+      graph = runs.prepare(export_dir, meta_graph_def, recorder)
+      if variables is not None and variables.may_pass:
+        savers.append((recorder.reserve(), graph))
+      _verify_tag_set(graph, index, unsafe, budget, runner, recorder)
   return savers
+
+
+def _verify_tag_set(graph: runs.Graph, index: int,
+                    unsafe: Dict[Tuple[str, ...], str], budget: _Budget,
+                    runner, recorder: report_lib.Recorder) -> None:
+  """The checks of one tag set after `saver`: assets, then its runs."""
+  meta_graph_def, export_dir = graph.meta_graph_def, graph.export_dir
+  logging.info('Verifying the MetaGraphDef tagged %s', graph.tags)
+  if _format.asset_files(meta_graph_def):
+    recorder.run('assets', graph.tags,
+                 lambda: _check_assets(export_dir, meta_graph_def))
+  reason = unsafe.get((), unsafe.get(graph.tags))
+  if reason:
+    for name in ('tf1_load', 'tf2_load'):
+      recorder.skip(name, graph.tags, reason)
+    return
+  skip = load_budget.over_budget(export_dir, meta_graph_def,
+                                 budget.max_load_gib)
+  if skip:
+    recorder.skip('loads', graph.tags, skip)
+    return
+  runner.run(graph, index, recorder)
 
 
 def _check_safety(export_dir: str, saved_model, allow_ops: FrozenSet[str],

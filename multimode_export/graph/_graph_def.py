@@ -6,10 +6,11 @@ Shared by the modules that read a saver or a parsing spec out of a graph
 
 from typing import Dict, List, Optional
 
-import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 from tensorflow.core.framework import node_def_pb2
+
+_MAX_REPEATED_STRINGS = 1 << 16
 
 
 def node_name(input_name: str) -> str:
@@ -38,5 +39,19 @@ def const_strings(node: Optional[node_def_pb2.NodeDef]) -> List[str]:
   if node is None or node.op != 'Const':
     raise ValueError(f'{getattr(node, "name", None)!r} is '
                      f'{getattr(node, "op", "missing")}, not a Const')
-  values = tf.make_ndarray(node.attr['value'].tensor)
-  return [v.decode('utf-8') for v in np.asarray(values).reshape(-1)]
+  tensor = node.attr['value'].tensor
+  if tensor.dtype != tf.string.as_datatype_enum:
+    raise ValueError(f'{node.name!r} is a {tf.as_dtype(tensor.dtype).name} '
+                     'Const, not a string one')
+  count = 1
+  for dim in tensor.tensor_shape.dim:
+    count *= max(dim.size, 0)
+  values = [v.decode('utf-8') for v in tensor.string_val]
+  # Read from the proto, never expanded: a hostile graph's constant can claim
+  # [2**34] elements and store one (TensorFlow repeats the last value).
+  if len(values) == count:
+    return values
+  if len(values) <= 1 and count <= _MAX_REPEATED_STRINGS:
+    return (values or [''])[:1] * count
+  raise ValueError(f'{node.name!r} claims {count} strings and stores '
+                   f'{len(values)}')

@@ -4,7 +4,7 @@ Usage:
   multimode-export demo [--export_dir_base=DIR] [--steps=N]
   multimode-export inspect EXPORT_DIR
   multimode-export verify [--norun_train_step] [--max_load_gib=GIB]
-                          [--allow_ops=OP,...] EXPORT_DIR
+                          [--allow_ops=OP,...] [--timeout=SECONDS] EXPORT_DIR
   (or: python -m multimode_export ...)
 
 Commands:
@@ -16,15 +16,18 @@ Commands:
            op and assets; the variables (count, bytes, which MetaGraphDefs
            restore which), and what verify's scan would refuse. Reads
            files only; loads and runs nothing.
-  verify   Scan every tag set, without running it, for ops, paths and
-           sizes that act outside the export (refused unless --allow_ops
-           names them); then load every tag set with the TF1 loader and with
-           tf.saved_model.load(tags=...), check the variables each saver
-           restores, run every signature on synthetic inputs and one train
-           step, and print a report with one line per check. Every
-           tensor's crc32c is checked in one bounded-memory pass; with
-           --max_load_gib a tag set whose variables take more is not loaded
-           (reported as skipped).
+  verify   Scan every tag set, without running it: ops not on the list of
+           ops that act only in memory, paths leaving the export, sizes
+           that do not match what is stored, ambiguous tag sets (refused
+           unless --allow_ops names the op); then, in a child process with
+           --timeout seconds per check and a memory cap, load every tag set
+           with the TF1 loader and with tf.saved_model.load(tags=...),
+           check the variables each saver restores, run every signature on
+           synthetic inputs and one train step, and print a report with one
+           line per check. Every tensor's crc32c is checked in one
+           bounded-memory pass; with --max_load_gib a tag set whose
+           variables take more is not loaded (reported as skipped), and the
+           child's memory cap is 2 GiB plus 3 times that.
 
 EXPORT_DIR is a SavedModel directory, or an export base or per-mode export
 (see docs/layouts.md): a base of numbered versions shows the newest; a
@@ -32,8 +35,9 @@ per-mode base (<base>/{train,eval,serve}/<version>) every mode of the newest
 complete version; a per-mode export_dir= every mode. Per-mode verify checks
 are named <mode dir>/<check>.
 
-Exit status: 0 on success (verify: every check passed); 1 when verification
-fails (with the report) or on an error (one line on stderr); 2 on bad usage.
+Exit status: 0 on success (verify: every check passed, and the report,
+starting PASSED, was printed); 1 when verification fails (with the report)
+or on an error (one line on stderr); 2 on bad usage.
 Quiet by default: --verbosity=0 shows TensorFlow's INFO and WARNING logs
 (the console script then leaves TF_CPP_MIN_LOG_LEVEL alone), --verbosity=1
 also debug logs, including tracebacks of errors.
@@ -48,6 +52,7 @@ from absl import flags
 from absl import logging
 
 from multimode_export.checks import _inspection as inspection
+from multimode_export.checks import _load_budget as load_budget
 from multimode_export.checks import _verification as verification
 from multimode_export.integration import _demo as demo
 
@@ -61,9 +66,10 @@ _STEPS = flags.DEFINE_integer(
     'steps', demo.DEFAULT_STEPS, 'demo: training steps.', lower_bound=1)
 _ALLOW_OPS = flags.DEFINE_list(
     'allow_ops', [],
-    'verify: op types to run although they act outside the export (e.g. '
-    'PrintV2,WriteFile). Only for exports you trust: by default verify '
-    'refuses them and loads nothing of a tag set that has one.')
+    'verify: op types to run although they act outside the export or are '
+    'not on its list of ops that act only in memory (e.g. PrintV2,WriteFile). '
+    'Only for exports you trust: by default verify refuses them and loads '
+    'nothing of a tag set that has one.')
 _RUN_TRAIN_STEP = flags.DEFINE_boolean(
     'run_train_step', True,
     'verify: run one step of each train op (in memory; the export is not '
@@ -71,19 +77,25 @@ _RUN_TRAIN_STEP = flags.DEFINE_boolean(
 _MAX_LOAD_GIB = flags.DEFINE_float(
     'max_load_gib', None,
     'verify: do not load a tag set whose variables take more GiB than this '
-    '(its checks are reported as skipped; every crc32c is still checked).')
+    '(its checks are reported as skipped; every crc32c is still checked). '
+    'The process loading tag sets may then hold 2 GiB plus 3 times this '
+    "(default: 80% of the machine's memory).")
+_TIMEOUT = flags.DEFINE_float(
+    'timeout', load_budget.DEFAULT_TIMEOUT,
+    'verify: seconds each load, signature run or train step may take; one '
+    'that takes longer fails and its process is killed.', lower_bound=0.001)
 
 # Which flags each command accepts, and how many positional arguments.
 _COMMAND_FLAGS = {
     'demo': ('export_dir_base', 'steps'),
     'inspect': (),
-    'verify': ('run_train_step', 'max_load_gib', 'allow_ops'),
+    'verify': ('run_train_step', 'max_load_gib', 'allow_ops', 'timeout'),
 }
 _COMMAND_ARGS = {'demo': (), 'inspect': ('EXPORT_DIR',),
                  'verify': ('EXPORT_DIR',)}
 _HELP_ARGS = ('-h', '--help', '-help', '-?', '--helpshort')
 _OUR_FLAGS = ('export_dir_base', 'steps', 'run_train_step', 'max_load_gib',
-              'allow_ops')
+              'allow_ops', 'timeout')
 
 
 def _check_usage(argv: Sequence[str]) -> None:
@@ -131,9 +143,11 @@ def _verify(export_dir: str) -> int:
   report = verification.verify(export_dir,
                                run_train_step=_RUN_TRAIN_STEP.value,
                                max_load_gib=_MAX_LOAD_GIB.value,
-                               allow_ops=_ALLOW_OPS.value)
-  print(report)
-  return 0 if report.ok else 1
+                               allow_ops=_ALLOW_OPS.value,
+                               timeout=_TIMEOUT.value)
+  print(report, flush=True)
+  # 0 only for a report that says PASSED, printed in full.
+  return 0 if report.ok and str(report).startswith('PASSED') else 1
 
 
 def main(argv: List[str]) -> int:

@@ -38,6 +38,9 @@ _BUILDERS = (
     conversion_models.dnn_classifier_vocabulary,
     conversion_models.linear_regressor,
     conversion_models.dnn_linear_combined,
+    conversion_models.partitioned_per_mode,
+    conversion_models.ema_shadows,
+    conversion_models.serve_only,
 )
 
 
@@ -162,13 +165,32 @@ class ConvertedModelsTest(models.ClassRootMixin, tf.test.TestCase):
     self.assertTrue([v for v in train if 'Adagrad' in v])
     self.assertIn('global_step:0', train)
 
-  def test_every_mode_is_there(self):
+  def test_modes_the_source_has_and_no_other(self):
     for name, model in self._consume(sys.executable)['models'].items():
+      if name == 'serve_only':
+        self.assertEqual(model['attributes'], ['serve'])
+        self.assertEqual(model['signatures'], ['serving_default'])
+        continue
       self.assertEqual(model['attributes'], [
           'eval_reset', 'eval_result', 'eval_update', 'serve', 'train_step'],
                        name)
       self.assertIn('global_step:0', model['variables'])
       self.assertNotIn('global_step:0', model['trainable_variables'])
+
+  def test_ema_serving_reads_the_shadows_training_updates(self):
+    model = self._consume(sys.executable)['models']['ema_shadows']
+    self.assertEqual(model['captured']['serving_default'],
+                     ['b/ExponentialMovingAverage:0',
+                      'w/ExponentialMovingAverage:0'])
+    self.assertEqual(model['trainable_variables'], ['b:0', 'w:0'])
+    # Raw and shadow values differ after training: serving follows the
+    # shadows (compared with the TF1 serve graph's EMA saver above).
+    self.assertIn('w:0', model['captured']['train_step'])
+
+  def test_partitioned_variable_keeps_its_partitions(self):
+    model = self._consume(sys.executable)['models']['partitioned_per_mode']
+    self.assertIn('w/part_0:0', model['trainable_variables'])
+    self.assertIn('w/part_1:0', model['trainable_variables'])
 
   def test_newest_tensorflow_without_estimator(self):
     python = os.path.join(_NEW_VENV, 'bin', 'python')

@@ -12,6 +12,7 @@ import tensorflow as tf
 import multimode_export
 from testing import conversion
 from testing import datasets
+from testing import models
 from testing import receiver_fns
 from multimode_export.saved_model import _format as saved_model_format
 
@@ -125,3 +126,109 @@ def dnn_linear_combined(root: str) -> conversion.Case:
   return conversion.Case(
       'dnn_linear_combined', path, serve, _default(serve),
       _train_batches(raw), {k: v[:16] for k, v in raw.items()}, [])
+
+
+def _raw_case(name, estimator, root, modes, features, labels, per_mode=False):
+  """Exports `modes` with raw receivers on `features` (one `x` input)."""
+  receivers = receiver_fns.receiver_map(modes)
+  if per_mode:
+    path = os.path.join(root, 'export')
+    multimode_export.export_saved_models_per_mode(estimator, None, receivers,
+                                                  export_dir=path)
+    serve_dir = os.path.join(path, 'serve')
+  else:
+    path = serve_dir = multimode_export.export_all_saved_models(
+        estimator, os.path.join(root, 'export'), receivers)
+  serve = (_serve_inputs(serve_dir, features)
+           if ModeKeys.PREDICT in modes else {})
+  raw = _raw(features, labels)
+  return conversion.Case(
+      name, path, serve, _default(serve) if serve else None,
+      _train_batches(raw) if ModeKeys.TRAIN in modes else [],
+      {k: v[:16] for k, v in raw.items()} if ModeKeys.EVAL in modes else None,
+      [])
+
+
+_ALL_MODES = (ModeKeys.TRAIN, ModeKeys.EVAL, ModeKeys.PREDICT)
+
+
+def partitioned_per_mode(root: str) -> conversion.Case:
+  """A custom model_fn with a partitioned `w` (Adam), per-mode layout."""
+  x, y = datasets.make_data(n=32)
+  estimator = models.train_custom(os.path.join(root, 'model'), partitions=2)
+  return _raw_case('partitioned_per_mode', estimator, root, _ALL_MODES,
+                   {'x': x}, y, per_mode=True)
+
+
+def serve_only(root: str) -> conversion.Case:
+  """Only the serve graph exported: the result has signatures only."""
+  x, y = datasets.make_data(n=32)
+  estimator = models.train_custom(os.path.join(root, 'model'))
+  return _raw_case('serve_only', estimator, root, (ModeKeys.PREDICT,),
+                   {'x': x}, y)
+
+
+def ema_model_fn(features, labels, mode):
+  """A linear model whose eval and serve graphs restore the EMA shadows.
+
+  TRAIN runs one SGD step, then `ExponentialMovingAverage.apply`; EVAL and
+  PREDICT restore `w` and `b` from `w/ExponentialMovingAverage` and
+  `b/ExponentialMovingAverage` (a Scaffold saver over
+  `variables_to_restore()`), as EMA models are served.
+  """
+  w = tf.compat.v1.get_variable('w', [datasets.FEATURE_DIM, 1],
+                                initializer=tf.compat.v1.zeros_initializer())
+  b = tf.compat.v1.get_variable('b', [1],
+                                initializer=tf.compat.v1.zeros_initializer())
+  ema = tf.compat.v1.train.ExponentialMovingAverage(0.5)
+  predictions = tf.matmul(features['x'], w) + b
+  outputs = {'serving_default': tf.estimator.export.PredictOutput(
+      {'y': predictions})}
+  if mode == ModeKeys.TRAIN:
+    loss = tf.compat.v1.losses.mean_squared_error(labels, predictions)
+    step = tf.compat.v1.train.GradientDescentOptimizer(0.1).minimize(
+        loss, global_step=tf.compat.v1.train.get_global_step())
+    with tf.control_dependencies([step]):
+      train_op = ema.apply([w, b])
+    return tf.estimator.EstimatorSpec(mode, predictions={'y': predictions},
+                                      loss=loss, train_op=train_op,
+                                      export_outputs=outputs)
+  scaffold = tf.compat.v1.train.Scaffold(
+      saver=tf.compat.v1.train.Saver(ema.variables_to_restore([w, b])))
+  if mode == ModeKeys.PREDICT:
+    return tf.estimator.EstimatorSpec(mode, predictions={'y': predictions},
+                                      export_outputs=outputs,
+                                      scaffold=scaffold)
+  loss = tf.compat.v1.losses.mean_squared_error(labels, predictions)
+  return tf.estimator.EstimatorSpec(
+      mode, loss=loss, scaffold=scaffold, eval_metric_ops={
+          'mae': tf.compat.v1.metrics.mean_absolute_error(labels,
+                                                          predictions)})
+
+
+def ema_shadows(root: str) -> conversion.Case:
+  """Serving (and eval) from ExponentialMovingAverage shadows."""
+  x, y = datasets.make_data(n=32)
+  estimator = tf.estimator.Estimator(
+      ema_model_fn, os.path.join(root, 'model'),
+      config=tf.estimator.RunConfig(tf_random_seed=1))
+  estimator.train(datasets.input_fn(), steps=5)
+  return _raw_case('ema_shadows', estimator, root, _ALL_MODES, {'x': x}, y)
+
+
+def sdca_linear_classifier(root: str) -> str:
+  """LinearClassifier with the SDCA optimizer; returns its export."""
+  features, classes, _ = datasets.make_column_data()
+  features = {'x': features['x'],
+              'example_id': np.array([[str(i).encode()] for i in
+                                      range(len(classes))], dtype=object)}
+  x_col = tf.feature_column.numeric_column('x', shape=[datasets.FEATURE_DIM])
+  estimator = tf.estimator.LinearClassifier(
+      [x_col], model_dir=os.path.join(root, 'sdca'),
+      optimizer=tf.estimator.experimental.LinearSDCA(
+          example_id_column='example_id', symmetric_l2_regularization=0.1))
+  estimator.train(datasets.column_input_fn(features, classes), steps=2)
+  return multimode_export.export_all_saved_models(
+      estimator, os.path.join(root, 'export'),
+      {ModeKeys.TRAIN: receiver_fns.raw_supervised_receiver_fn(features,
+                                                               classes)})

@@ -220,7 +220,7 @@ def sdca_linear_classifier(root: str) -> str:
   """LinearClassifier with the SDCA optimizer; returns its export."""
   features, classes, _ = datasets.make_column_data()
   features = {'x': features['x'],
-              'example_id': np.array([[str(i).encode()] for i in
+              'example_id': np.array([str(i).encode() for i in
                                       range(len(classes))], dtype=object)}
   x_col = tf.feature_column.numeric_column('x', shape=[datasets.FEATURE_DIM])
   estimator = tf.estimator.LinearClassifier(

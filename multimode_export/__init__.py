@@ -26,6 +26,7 @@ from multimode_export.checks._verification import verify
 from multimode_export.errors import AssetsExtraError
 from multimode_export.errors import CheckpointNotFoundError
 from multimode_export.errors import CheckpointReadError
+from multimode_export.errors import ConversionError
 from multimode_export.errors import Error
 from multimode_export.errors import ExportDirError
 from multimode_export.errors import ExportError
@@ -47,6 +48,7 @@ from multimode_export.loading import ServingSignatures
 from multimode_export.loading import TrainStep
 from multimode_export.loading import load_mode
 from multimode_export.mixin import MultiModeExportMixin
+from multimode_export.tf2._convert import convert_to_tf2
 
 __version__ = '0.1.0'
 
@@ -55,6 +57,7 @@ __all__ = (
     'CheckResult',
     'CheckpointNotFoundError',
     'CheckpointReadError',
+    'ConversionError',
     'Error',
     'EvalMetrics',
     'ExportDirError',
@@ -76,6 +79,7 @@ __all__ = (
     'VerifyReport',
     'WarmupRequestsError',
     'choose_variables_carrier',
+    'convert_to_tf2',
     'export_all_saved_models',
     'export_saved_models_per_mode',
     'inspect',

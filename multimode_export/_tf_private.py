@@ -10,7 +10,7 @@ same names exist in 2.13 and 2.14.
 """
 
 import contextlib
-from typing import Any, Iterator, List, Optional
+from typing import Any, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
 import tensorflow as tf
 
@@ -42,6 +42,16 @@ from tensorflow.python.lib.io import _pywrap_file_io
 # node-id order. Checked against 2.15.1 and 2.21.0.
 from tensorflow.python.ops import resource_variable_ops as _resource_variable_ops
 from tensorflow.python.saved_model import save as _saved_model_save
+# Cutting one function out of a `tf.compat.v1.wrap_function` graph with only
+# the captures it reads: `WrappedFunction.prune` hands every function all of
+# the graph's captures (2.13-2.15). Used by the TF2 conversion (tf2/).
+from tensorflow.python.eager import lift_to_graph as _lift_to_graph
+from tensorflow.python.eager import wrap_function as _wrap_function
+from tensorflow.python.framework import func_graph as _func_graph
+# A trackable object whose attributes (lists of variables, functions) are
+# saved as they are; tf.Module's `variables` is a read-only property
+# (2.13-2.15; what tf.saved_model.load returns for a TF1 SavedModel).
+from tensorflow.python.trackable import autotrackable as _autotrackable
 
 export_outputs_for_mode = export_lib.export_outputs_for_mode
 build_all_signature_defs = export_lib.build_all_signature_defs
@@ -174,3 +184,89 @@ def save_and_return_nodes(obj: Any, export_dir: str, signatures: Any = None,
   nodes, _ = _saved_model_save.save_and_return_nodes(
       obj, export_dir, signatures=signatures, options=options)
   return list(nodes)
+def _reachable_captures(graph: Any, targets: Sequence[Any],
+                        feeds: Sequence[tf.Tensor]) -> Set[int]:
+  """ids of the graph's internal captures that `targets` depend on.
+
+  The walk follows data and control inputs and stops at fed tensors.
+  """
+  captures = {id(t) for t in graph.internal_captures}
+  fed = {id(t) for t in feeds}
+  used, seen = set(), set()
+  stack = [t if isinstance(t, tf.Operation) else t.op for t in targets]
+  while stack:
+    op = stack.pop()
+    if id(op) in seen:
+      continue
+    seen.add(id(op))
+    for tensor in op.inputs:
+      if id(tensor) in captures:
+        used.add(id(tensor))
+      elif id(tensor) not in fed:
+        stack.append(tensor.op)
+    stack.extend(op.control_inputs)
+  return used
+
+
+def prune_with_own_captures(
+    wrapped: Any, feeds: Sequence[Tuple[str, tf.Tensor]],
+    fetches: Mapping[str, tf.Tensor], control_outputs: Sequence[Any],
+    name: str) -> Any:
+  """A function cut out of a wrap_function graph, capturing only what it reads.
+
+  What `WrappedFunction.prune` does, except that the new function captures
+  just the variables (and other captured resources) its fetches depend on;
+  prune attaches every capture of the whole graph to every function, so a
+  serving function would carry the optimizer's slots as inputs. It is
+  called with the feed keys as keyword arguments and returns a dict.
+  Checked against TF 2.13-2.15 (`lift_to_graph`, `FuncGraph`,
+  `WrappedFunction`, whose `prune` it follows).
+
+  Args:
+    wrapped: the `tf.compat.v1.wrap_function` result.
+    feeds: (keyword, tensor of `wrapped.graph`) pairs, in call order.
+    fetches: output key -> tensor of `wrapped.graph`.
+    control_outputs: operations that must run on every call (a train op).
+    name: the function's name.
+
+  Returns:
+    A ConcreteFunction (a `WrappedFunction`).
+  """
+  graph = wrapped.graph
+  # The outputs in the order nest flattens the structured dict: sorted keys.
+  fetches = dict(sorted(fetches.items()))
+  feed_tensors = [t for _, t in feeds]
+  targets = list(fetches.values()) + list(control_outputs)
+  used = _reachable_captures(graph, targets, feed_tensors)
+  captures = [(e, i) for e, i in graph.captures if id(i) in used]
+  with graph.as_default():
+    pruned = _func_graph.FuncGraph(name)
+  lift_map = _lift_to_graph.lift_to_graph(
+      targets, pruned, sources=feed_tensors + [i for _, i in captures],
+      base_graph=graph)
+  pruned.outputs.extend(lift_map[t] for t in fetches.values())
+  pruned.control_outputs.extend(lift_map[op] for op in control_outputs)
+  pruned.inputs.extend(lift_map[t] for t in feed_tensors)
+  for external, internal in captures:
+    pruned.add_capture(external, lift_map[internal])
+  for function in graph._functions.values():  # pylint: disable=protected-access
+    pruned._add_function(function)  # pylint: disable=protected-access
+  handles = {id(e) for e, _ in captures}
+  pruned.variables = [v for v in graph.variables if id(v.handle) in handles]
+  pruned.structured_outputs = {k: lift_map[t] for k, t in fetches.items()}
+  pruned.structured_input_signature = ((), {
+      key: tf.TensorSpec(t.shape, t.dtype, name=key) for key, t in feeds})
+  function = _wrap_function.WrappedFunction(
+      pruned, variable_holder=wrapped._variable_holder)  # pylint: disable=protected-access
+  function._num_positional_args = 0  # pylint: disable=protected-access
+  function._arg_keywords = [key for key, _ in feeds]  # pylint: disable=protected-access
+  return function
+
+
+def trackable_object() -> Any:
+  """An empty object whose attributes `tf.saved_model.save` tracks as set.
+
+  `tf.Module` would do, but its `variables` and `trainable_variables` are
+  read-only properties; the converted model sets them (2.13-2.15).
+  """
+  return _autotrackable.AutoTrackable()

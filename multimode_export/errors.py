@@ -255,3 +255,20 @@ class NotASavedModelError(Error, ValueError):
   def __init__(self, export_dir: str, reason: str):
     self.export_dir = export_dir
     super().__init__(f'{export_dir!r} is not a SavedModel: {reason}')
+
+
+class ConversionError(Error, ValueError):
+  """Part of an export cannot be carried into one TF2 SavedModel.
+
+  Raised by `convert_to_tf2` before anything is written.
+
+  Attributes:
+    export_dir: the export being converted.
+    what: the offending item (a tag set, a checkpoint key, a node name).
+  """
+
+  def __init__(self, export_dir: str, what: object, reason: str):
+    self.export_dir = export_dir
+    self.what = what
+    super().__init__(f'cannot convert {export_dir!r} to TF2: {what!r}: '
+                     f'{reason}')

@@ -246,9 +246,9 @@ class MainTest(absltest.TestCase):
   """cli.main in this process: the usage checks, without a subprocess each."""
 
   USAGE_ERRORS = (
-      ([], {}, 'expected a command: demo, inspect, verify'),
+      ([], {}, 'expected a command: demo, inspect, verify, convert'),
       (['frob'], {},
-       "unknown command 'frob'; expected one of demo, inspect, verify"),
+       "unknown command 'frob'; expected one of demo, inspect, verify, convert"),
       (['inspect'], {}, 'inspect: expected EXPORT_DIR, got []'),
       (['verify', 'a', 'b'], {}, "verify: expected EXPORT_DIR, got ['a', 'b']"),
       (['demo', 'x'], {}, "demo: expected no arguments, got ['x']"),

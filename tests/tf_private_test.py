@@ -17,6 +17,7 @@ import tensorflow as tf
 from absl.testing import absltest
 
 import multimode_export
+from multimode_export import _tf_private
 from testing import datasets
 from testing import models
 from testing import receiver_fns
@@ -269,6 +270,54 @@ class HelpersWorkTest(tf.test.TestCase):
                      ['empty/.ATTRIBUTES/VARIABLE_VALUE'])
     self.assertEqual(keys[id(module.full)],
                      ['full/.ATTRIBUTES/VARIABLE_VALUE'])
+
+
+
+class ConversionHelpersTest(tf.test.TestCase):
+  """The private names the TF2 conversion (multimode_export/tf2/) uses."""
+
+  def _wrapped(self):
+    def body():
+      a = tf.compat.v1.get_variable('a', initializer=2.0, use_resource=True)
+      b = tf.compat.v1.get_variable('b', initializer=3.0, use_resource=True)
+      x = tf.compat.v1.placeholder(tf.float32, [], name='x')
+      tf.identity(a * x, name='ax')
+      tf.identity(b * x, name='bx')
+      tf.identity(a + b, name='ab')
+    wrapped = tf.compat.v1.wrap_function(body, [])
+    for variable in wrapped.graph.variables:
+      variable.assign(2.0 if variable.name.startswith('a') else 3.0)
+    return wrapped
+
+  def test_pruned_function_captures_only_what_it_reads(self):
+    wrapped = self._wrapped()
+    graph = wrapped.graph
+    x = graph.get_tensor_by_name('x:0')
+    # Control: the public prune hands every function both variables.
+    public = wrapped.prune(feeds=[x], fetches=graph.get_tensor_by_name('ax:0'))
+    self.assertLen(public.captured_inputs, 2)
+    ax = _tf_private.prune_with_own_captures(
+        wrapped, [('x', x)], {'y': graph.get_tensor_by_name('ax:0')}, [], 'ax')
+    self.assertLen(ax.captured_inputs, 1)
+    self.assertEqual(float(ax(x=tf.constant(5.0))['y']), 10.0)
+    ab = _tf_private.prune_with_own_captures(
+        wrapped, [], {'s': graph.get_tensor_by_name('ab:0')}, [], 'ab')
+    self.assertLen(ab.captured_inputs, 2)
+    self.assertEqual(float(ab()['s']), 5.0)
+
+  def test_pruned_function_saves_and_loads_with_keywords(self):
+    wrapped = self._wrapped()
+    graph = wrapped.graph
+    root = _tf_private.trackable_object()
+    root.variables = list(graph.variables)
+    root.bx = _tf_private.prune_with_own_captures(
+        wrapped, [('x', graph.get_tensor_by_name('x:0'))],
+        {'y': graph.get_tensor_by_name('bx:0')}, [], 'bx')
+    path = self.create_tempdir().full_path
+    tf.saved_model.save(root, path)
+    loaded = tf.saved_model.load(path)
+    self.assertLen(loaded.variables, 2)
+    self.assertEqual(float(loaded.bx(x=tf.constant(2.0))['y']), 6.0)
 
 
 if __name__ == '__main__':

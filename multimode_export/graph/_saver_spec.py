@@ -199,6 +199,69 @@ def saved_constants(meta_graph_def: meta_graph_pb2.MetaGraphDef,
   return constants
 
 
+@dataclasses.dataclass(frozen=True)
+class RestoreTarget:
+  """Where a saver's restore op puts one checkpoint entry.
+
+  Attributes:
+    key: the checkpoint key.
+    slice_spec: the slice read ('' for the whole tensor).
+    node: the node the value is written into: a variable's handle or
+      `VariableV2`, a lookup table; None when it could not be followed.
+    op: the op that writes it (`AssignVariableOp`, `Assign`,
+      `LookupTableImportV2`, ...), or None.
+  """
+  key: str
+  slice_spec: str
+  node: Optional[str]
+  op: Optional[str]
+
+
+def _target_of(output: str, nodes, consumers) -> Tuple[Optional[str],
+                                                       Optional[str]]:
+  """(target node, writing op) of a restored tensor, through Identity ops."""
+  frontier, seen = [output], set()
+  while frontier:
+    tensor = frontier.pop()
+    if tensor in seen:
+      continue
+    seen.add(tensor)
+    for consumer in consumers.get(tensor, ()):
+      if consumer.op == 'Identity':
+        frontier.append(consumer.name + ':0')
+      elif consumer.input:
+        return graph_def_lib.node_name(consumer.input[0]), consumer.op
+  return None, None
+
+
+def restore_targets(meta_graph_def: meta_graph_pb2.MetaGraphDef
+                   ) -> Tuple[RestoreTarget, ...]:
+  """Every entry a MetaGraphDef's saver restores, and where it goes.
+
+  Raises:
+    UnsupportedSaverError: as `required_variables`.
+  """
+  saver_def = meta_graph_def.saver_def
+  if not saver_def.restore_op_name:
+    raise UnsupportedSaverError('the MetaGraphDef has no saver')
+  nodes = graph_def_lib.node_index(meta_graph_def.graph_def)
+  consumers = collections.defaultdict(list)
+  for node in meta_graph_def.graph_def.node:
+    for inp in node.input:
+      if not inp.startswith('^'):
+        name = graph_def_lib.node_name(inp)
+        consumers[f'{name}:{graph_def_lib.output_index(inp)}'].append(node)
+  targets = []
+  for node in _reachable(nodes, saver_def.restore_op_name, 'RestoreV2',
+                         ('Restore', 'RestoreSlice')):
+    names = _const_strings(nodes[graph_def_lib.node_name(node.input[1])])
+    slices = _const_strings(nodes[graph_def_lib.node_name(node.input[2])])
+    for i, (name, spec) in enumerate(zip(names, slices)):
+      target, op = _target_of(f'{node.name}:{i}', nodes, consumers)
+      targets.append(RestoreTarget(name, spec, target, op))
+  return tuple(targets)
+
+
 def _merge_into(specs: Dict[str, VariableSpec], new: VariableSpec) -> None:
   old = specs.get(new.name)
   if old is None:

@@ -1,10 +1,11 @@
-"""multimode-export: try, inspect and verify multi-mode SavedModels.
+"""multimode-export: try, inspect, verify and convert multi-mode SavedModels.
 
 Usage:
   multimode-export demo [--export_dir_base=DIR] [--steps=N]
   multimode-export inspect EXPORT_DIR
   multimode-export verify [--norun_train_step] [--max_load_gib=GIB]
                           [--allow_ops=OP,...] [--timeout=SECONDS] EXPORT_DIR
+  multimode-export convert EXPORT_DIR OUTPUT_DIR
   (or: python -m multimode_export ...)
 
 Commands:
@@ -28,6 +29,11 @@ Commands:
            bounded-memory pass; with --max_load_gib a tag set whose
            variables take more is not loaded (reported as skipped), and the
            child's memory cap is 2 GiB plus 3 times that.
+  convert  Write one TF2 SavedModel at OUTPUT_DIR (which must not exist, or
+           be empty) that loads without tags in TensorFlow 2.16+ and Keras 3:
+           every serving signature (method names kept), train_step,
+           eval_update/eval_result/eval_reset for the modes the export has,
+           one set of variables, its own assets (docs/leaving-estimator.md).
 
 EXPORT_DIR is a SavedModel directory, or an export base or per-mode export
 (see docs/layouts.md): a base of numbered versions shows the newest; a
@@ -55,6 +61,7 @@ from multimode_export.checks import _inspection as inspection
 from multimode_export.checks import _load_budget as load_budget
 from multimode_export.checks import _verification as verification
 from multimode_export.integration import _demo as demo
+from multimode_export.tf2 import _convert as convert
 
 PROGRAM = 'multimode-export'
 
@@ -90,9 +97,11 @@ _COMMAND_FLAGS = {
     'demo': ('export_dir_base', 'steps'),
     'inspect': (),
     'verify': ('run_train_step', 'max_load_gib', 'allow_ops', 'timeout'),
+    'convert': (),
 }
 _COMMAND_ARGS = {'demo': (), 'inspect': ('EXPORT_DIR',),
-                 'verify': ('EXPORT_DIR',)}
+                 'verify': ('EXPORT_DIR',),
+                 'convert': ('EXPORT_DIR', 'OUTPUT_DIR')}
 _HELP_ARGS = ('-h', '--help', '-help', '-?', '--helpshort')
 _OUR_FLAGS = ('export_dir_base', 'steps', 'run_train_step', 'max_load_gib',
               'allow_ops', 'timeout')
@@ -150,6 +159,11 @@ def _verify(export_dir: str) -> int:
   return 0 if report.ok and str(report).startswith('PASSED') else 1
 
 
+def _convert(export_dir: str, output_dir: str) -> int:
+  print(convert.convert_to_tf2(export_dir, output_dir))
+  return 0
+
+
 def main(argv: List[str]) -> int:
   """Runs one command; returns the exit status."""
   _check_usage(argv)
@@ -165,6 +179,8 @@ def main(argv: List[str]) -> int:
       return _demo()
     if command == 'inspect':
       return _inspect(*args)
+    if command == 'convert':
+      return _convert(*args)
     return _verify(*args)
   except Exception as e:  # pylint: disable=broad-except
     # One clear line instead of a traceback; --verbosity=1 shows it.

@@ -1,0 +1,121 @@
+"""`convert_to_tf2` refuses what it cannot carry, before writing anything.
+
+An SDCA LinearClassifier (its example state is a MutableHashTable restored
+from the checkpoint), a Scaffold saver whose keys the carrier does not
+restore, a non-empty or file output, a directory that is no export: each a
+specific exception naming the offending item, and nothing written (no
+output directory, no staging directory left beside it). Also the CLI's
+`convert` command.
+"""
+
+import os
+import subprocess
+import sys
+
+import tensorflow as tf
+from absl.testing import absltest
+
+import multimode_export
+from testing import conversion_models
+from testing import datasets
+from testing import models
+from testing import receiver_fns
+
+ModeKeys = tf.estimator.ModeKeys
+
+
+def _renamed_serve_model_fn(features, labels, mode):
+  """Serve restores `w` from a key no other mode's saver writes."""
+  spec = models.linear_model_fn(features, labels, mode, {})
+  if mode != ModeKeys.PREDICT:
+    return spec
+  w = [v for v in tf.compat.v1.global_variables() if v.op.name == 'w'][0]
+  return spec._replace(scaffold=tf.compat.v1.train.Scaffold(
+      saver=tf.compat.v1.train.Saver({'w': w})))
+
+
+class RefusalsTest(models.ClassRootMixin, absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.sdca = conversion_models.sdca_linear_classifier(
+        os.path.join(cls.root, 'sdca'))
+    cls.simple = multimode_export.export_all_saved_models(
+        models.train_custom(os.path.join(cls.root, 'simple'), steps=2),
+        os.path.join(cls.root, 'simple_export'), receiver_fns.receiver_map())
+
+  def _assert_nothing_written(self, parent: str, output: str):
+    self.assertFalse(os.path.exists(output))
+    self.assertEqual(os.listdir(parent), [])
+
+  def test_sdca_table_contents_are_refused_by_name(self):
+    parent = self.create_tempdir().full_path
+    output = os.path.join(parent, 'tf2')
+    with self.assertRaises(multimode_export.ConversionError) as raised:
+      multimode_export.convert_to_tf2(self.sdca, output)
+    self.assertIn('lookup table', str(raised.exception))
+    self.assertIn('mutablehashtable', str(raised.exception.what).lower())
+    self.assertIsInstance(raised.exception, ValueError)
+    self._assert_nothing_written(parent, output)
+
+  def test_output_dir_must_be_absent_or_empty(self):
+    parent = self.create_tempdir().full_path
+    output = os.path.join(parent, 'tf2')
+    os.makedirs(output)
+    with open(os.path.join(output, 'keep.txt'), 'w') as f:
+      f.write('mine')
+    with self.assertRaisesRegex(multimode_export.ExportDirError, 'not empty'):
+      multimode_export.convert_to_tf2(self.simple, output)
+    self.assertEqual(os.listdir(output), ['keep.txt'])
+    self.assertEqual(os.listdir(parent), ['tf2'])
+
+  def test_an_empty_output_dir_is_used(self):
+    parent = self.create_tempdir().full_path
+    output = os.path.join(parent, 'tf2')
+    os.makedirs(output)
+    self.assertEqual(multimode_export.convert_to_tf2(self.simple, output),
+                     output)
+    self.assertTrue(os.path.exists(os.path.join(output, 'saved_model.pb')))
+    self.assertEqual(os.listdir(parent), ['tf2'])
+
+  def test_not_an_export(self):
+    parent = self.create_tempdir().full_path
+    with self.assertRaisesRegex(multimode_export.NotASavedModelError,
+                                'holds no export'):
+      multimode_export.convert_to_tf2(parent, os.path.join(parent, 'tf2'))
+    self.assertEqual(os.listdir(parent), [])
+
+  def test_a_key_the_carrier_does_not_restore_is_refused(self):
+    root = self.create_tempdir().full_path
+    estimator = tf.estimator.Estimator(_renamed_serve_model_fn,
+                                       os.path.join(root, 'model'))
+    estimator.train(datasets.input_fn(), steps=2)
+    # The train graph saves `w` under 'w'; serve restores its `w` from 'w'
+    # too, but through a saver with only that key: the export works, the
+    # shared variable is the carrier's `w`.
+    export = multimode_export.export_all_saved_models(
+        estimator, os.path.join(root, 'export'), receiver_fns.receiver_map())
+    output = os.path.join(root, 'tf2')
+    multimode_export.convert_to_tf2(export, output)
+    self.assertTrue(os.path.exists(os.path.join(output, 'saved_model.pb')))
+
+  def test_cli_convert(self):
+    parent = self.create_tempdir().full_path
+    output = os.path.join(parent, 'tf2')
+    result = subprocess.run(
+        [sys.executable, '-m', 'multimode_export', 'convert', self.simple,
+         output], capture_output=True, text=True, check=False,
+        stdin=subprocess.DEVNULL)
+    self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+    self.assertEqual(result.stdout.strip(), output)
+    again = subprocess.run(
+        [sys.executable, '-m', 'multimode_export', 'convert', self.simple,
+         output], capture_output=True, text=True, check=False,
+        stdin=subprocess.DEVNULL)
+    self.assertEqual(again.returncode, 1)
+    self.assertIn('convert: error: ExportDirError', again.stderr)
+
+
+if __name__ == '__main__':
+  absltest.main()

@@ -1,0 +1,72 @@
+"""Creates the venv with TensorFlow 2.16 (no tf.estimator), once.
+
+    python3 tools/make_venv_tf216.py [--venv DIR]
+
+The oldest TensorFlow without `tf.estimator`, where the converted TF2
+SavedModels of `multimode_export.convert_to_tf2` must load and train
+(tests/tf2_convert_test.py; the newest TF is checked in the venv of
+`tools/check_tfsmlayer.py`). The venv is cached by path: `--venv`, else
+`$MULTIMODE_EXPORT_TF216_VENV`, else /tmp/venv-tf216. It is reused when it was
+made from the same requirements (a copy is kept inside it) and remade from
+scratch otherwise. Nothing of this repository is installed into it: what
+runs there imports nothing from multimode_export. Prints the venv's python;
+exits non-zero when pip fails.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import venv
+
+DEFAULT_VENV = '/tmp/venv-tf216'
+# Keras 3 comes with tensorflow 2.16 (its TFSMLayer is tested there too).
+REQUIREMENTS = ('tensorflow-cpu==2.16.2',)
+_STAMP = 'multimode_export-requirements.txt'
+
+
+def venv_path() -> str:
+  """The venv's path: $MULTIMODE_EXPORT_TF216_VENV or /tmp/venv-tf216."""
+  return os.environ.get('MULTIMODE_EXPORT_TF216_VENV') or DEFAULT_VENV
+
+
+def python_of(path: str) -> str:
+  return os.path.join(path, 'bin', 'python')
+
+
+def is_current(path: str) -> bool:
+  """Whether `path` is a venv made from `REQUIREMENTS`."""
+  try:
+    with open(os.path.join(path, _STAMP), encoding='utf-8') as f:
+      made_from = tuple(line.strip() for line in f if line.strip())
+  except FileNotFoundError:
+    return False
+  return os.path.exists(python_of(path)) and made_from == REQUIREMENTS
+
+
+def ensure_venv(path: str) -> str:
+  """Makes (or reuses) the venv at `path`; returns its python.
+
+  Raises:
+    subprocess.CalledProcessError: pip failed (e.g. no package index).
+  """
+  if not is_current(path):
+    venv.EnvBuilder(with_pip=True, clear=True).create(path)
+    subprocess.run([python_of(path), '-m', 'pip', 'install', '--quiet',
+                    *REQUIREMENTS], check=True, stdin=subprocess.DEVNULL)
+    with open(os.path.join(path, _STAMP), 'w', encoding='utf-8') as f:
+      f.write('\n'.join(REQUIREMENTS) + '\n')
+  return python_of(path)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--venv', default=None,
+                      help=f'the venv to make (default: {venv_path()})')
+  args = parser.parse_args(argv)
+  print(ensure_venv(args.venv or venv_path()))
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -100,6 +100,8 @@ class StrategyClusterTest(tf.test.TestCase):
     self.assertNotEmpty(records)
     self.assertEqual({r['task_type'] for r in records}, {'evaluator'})
     self.assertTrue(all(r['path'] for r in records), records)
+    for record in records:  # the evaluation read the same checkpoint
+      self.assertEqual(record['global_step'], record['stored_step'], record)
     self.assertEqual(records[-1]['checkpoint'],
                      tf.train.latest_checkpoint(model_dir))
     self.assertGreaterEqual(records[-1]['stored_step'], max_steps)

@@ -41,9 +41,10 @@ _EXPORT_DIR_BASE = flags.DEFINE_string('export_dir_base', None,
 _EAGER = flags.DEFINE_bool('eager', False,
                            'Leave eager execution on (a mistake).')
 _STARTED_DIR = flags.DEFINE_string(
-    'started_dir', None, 'Trainers mark their first session here; the chief '
-    'waits for the worker before its second step, so both really train.')
+    'started_dir', None, 'Trainers count their steps here; the chief waits '
+    'for the worker before its second step, so both really train.')
 _WAIT_SECONDS = 60.0
+_STEP_PAUSE_SECONDS = 0.02
 
 
 def _wait_for(path: str) -> None:
@@ -53,27 +54,28 @@ def _wait_for(path: str) -> None:
 
 
 class JoinHook(tf.compat.v1.train.SessionRunHook):
-  """Marks this trainer's session started; the chief waits for the worker's
-  mark before its second step (at most `_WAIT_SECONDS`). Keeps the number of
-  steps this trainer ran in `<started_dir>/<task>.steps`."""
+  """Makes both trainers really train: the chief waits (at most
+  `_WAIT_SECONDS`) before its second step until the worker has run one, and
+  each trainer pauses `_STEP_PAUSE_SECONDS` after a step, so that under
+  asynchronous PS training their steps interleave. Keeps the number of steps
+  this trainer ran in `<started_dir>/<task>.steps` (not in `end()`: the
+  strategies' training ends without calling it)."""
 
   def __init__(self, task: str, started_dir: str):
-    self._mark = os.path.join(started_dir, task)
-    self._worker_mark = os.path.join(started_dir, 'worker-0')
+    self._steps_file = os.path.join(started_dir, task + '.steps')
+    self._worker_steps_file = os.path.join(started_dir, 'worker-0.steps')
     self._is_chief = task == 'chief-0'
     self._steps = 0
 
-  def after_create_session(self, session, coord):
-    with open(self._mark, 'w') as f:
-      f.write('started')
-
   def before_run(self, run_context):
     if self._is_chief and self._steps == 1:
-      _wait_for(self._worker_mark)
+      _wait_for(self._worker_steps_file)
+
+  def after_run(self, run_context, run_values):
     self._steps += 1
-    # Not in end(): the strategies' training ends without calling it.
-    with open(self._mark + '.steps', 'w') as f:
+    with open(self._steps_file, 'w') as f:
       f.write(str(self._steps))
+    time.sleep(_STEP_PAUSE_SECONDS)
 
 
 class StepRecordingExporter(models.RecordingExporter):
@@ -127,7 +129,7 @@ def main(argv):
     # A PS worker that asks before the chief has initialized the variables
     # polls again only 30 s later: it waits for the chief's session here,
     # with TensorFlow already imported.
-    _wait_for(os.path.join(_STARTED_DIR.value, 'chief-0'))
+    _wait_for(os.path.join(_STARTED_DIR.value, 'chief-0.steps'))
   tf.estimator.train_and_evaluate(
       estimator,
       tf.estimator.TrainSpec(datasets.id_input_fn(), max_steps=_MAX_STEPS.value,

@@ -114,9 +114,9 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
 
   Only the task that should export does (`is_exporting_task`); on others
   `export` returns None without writing anything. Constructed in a process
-  whose `TF_CONFIG` and eager state look like a distributed setup that
-  `train_distribute` fails on, it logs a warning saying what to set
-  (docs/distributed.md).
+  whose `TF_CONFIG` and eager state look like a setup that
+  `MultiWorkerMirroredStrategy` fails on, it logs a warning saying what to
+  set (docs/distributed.md).
   """
 
   def __init__(

@@ -1,8 +1,8 @@
 """`convert_to_tf2` refuses what it cannot carry, before writing anything.
 
 An SDCA LinearClassifier (its example state is a MutableHashTable restored
-from the checkpoint), a Scaffold saver whose keys the carrier does not
-restore, a non-empty or file output, a directory that is no export: each a
+from the checkpoint), a non-empty output, a directory that is no export
+(keys the carrier does not restore: `variable_map_test.py`): each a
 specific exception naming the offending item, and nothing written (no
 output directory, no staging directory left beside it). Also the CLI's
 `convert` command.
@@ -17,21 +17,10 @@ from absl.testing import absltest
 
 import multimode_export
 from testing import conversion_models
-from testing import datasets
 from testing import models
 from testing import receiver_fns
 
 ModeKeys = tf.estimator.ModeKeys
-
-
-def _renamed_serve_model_fn(features, labels, mode):
-  """Serve restores `w` from a key no other mode's saver writes."""
-  spec = models.linear_model_fn(features, labels, mode, {})
-  if mode != ModeKeys.PREDICT:
-    return spec
-  w = [v for v in tf.compat.v1.global_variables() if v.op.name == 'w'][0]
-  return spec._replace(scaffold=tf.compat.v1.train.Scaffold(
-      saver=tf.compat.v1.train.Saver({'w': w})))
 
 
 class RefusalsTest(models.ClassRootMixin, absltest.TestCase):
@@ -85,20 +74,6 @@ class RefusalsTest(models.ClassRootMixin, absltest.TestCase):
                                 'holds no export'):
       multimode_export.convert_to_tf2(parent, os.path.join(parent, 'tf2'))
     self.assertEqual(os.listdir(parent), [])
-
-  def test_a_key_the_carrier_does_not_restore_is_refused(self):
-    root = self.create_tempdir().full_path
-    estimator = tf.estimator.Estimator(_renamed_serve_model_fn,
-                                       os.path.join(root, 'model'))
-    estimator.train(datasets.input_fn(), steps=2)
-    # The train graph saves `w` under 'w'; serve restores its `w` from 'w'
-    # too, but through a saver with only that key: the export works, the
-    # shared variable is the carrier's `w`.
-    export = multimode_export.export_all_saved_models(
-        estimator, os.path.join(root, 'export'), receiver_fns.receiver_map())
-    output = os.path.join(root, 'tf2')
-    multimode_export.convert_to_tf2(export, output)
-    self.assertTrue(os.path.exists(os.path.join(output, 'saved_model.pb')))
 
   def test_cli_convert(self):
     parent = self.create_tempdir().full_path

@@ -2,10 +2,10 @@
 
 An SDCA LinearClassifier (its example state is a MutableHashTable restored
 from the checkpoint), a non-empty output, a directory that is no export
-(keys the carrier does not restore: `variable_map_test.py`): each a
-specific exception naming the offending item, and nothing written (no
-output directory, no staging directory left beside it). Also the CLI's
-`convert` command.
+(keys the carrier does not restore: `variable_map_test.py`), a writer
+that fails half-way: each a specific exception naming the offending item,
+and nothing written (no output directory, no staging directory left beside
+it). Also the CLI's `convert` command.
 """
 
 import os
@@ -16,6 +16,8 @@ import tensorflow as tf
 from absl.testing import absltest
 
 import multimode_export
+from multimode_export.tf2 import _convert
+from multimode_export.tf2 import _save
 from testing import conversion_models
 from testing import models
 from testing import receiver_fns
@@ -74,6 +76,23 @@ class RefusalsTest(models.ClassRootMixin, absltest.TestCase):
                                 'holds no export'):
       multimode_export.convert_to_tf2(parent, os.path.join(parent, 'tf2'))
     self.assertEqual(os.listdir(parent), [])
+
+  def test_a_failing_writer_leaves_nothing(self):
+    parent = self.create_tempdir().full_path
+    output = os.path.join(parent, 'tf2')
+    seen = []
+
+    def half_write(request):
+      # What a writer that indexes the source's tensors is handed.
+      seen.append(sorted(request.plan.checkpoint_entries.values()))
+      _save.load_and_save(request)
+      raise OSError('disk full')
+
+    with self.assertRaisesRegex(multimode_export.PublishError, 'disk full'):
+      _convert.convert_with(self.simple, output, half_write)
+    self._assert_nothing_written(parent, output)
+    self.assertIn(('w', ''), seen[0])
+    self.assertIn(('global_step', ''), seen[0])
 
   def test_cli_convert(self):
     parent = self.create_tempdir().full_path

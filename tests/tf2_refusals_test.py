@@ -1,7 +1,8 @@
 """`convert_to_tf2` refuses what it cannot carry, before writing anything.
 
 An SDCA LinearClassifier (its example state is a MutableHashTable restored
-from the checkpoint), a non-empty output, a directory that is no export
+from the checkpoint), a TFMA-style eval graph (a tensor under two input
+keys), a non-empty output, a directory that is no export
 (keys the carrier does not restore: `variable_map_test.py`), a writer
 that fails half-way: each a specific exception naming the offending item,
 and nothing written (no output directory, no staging directory left beside
@@ -19,6 +20,7 @@ import multimode_export
 from multimode_export.tf2 import _convert
 from multimode_export.tf2 import _save
 from testing import conversion_models
+from testing import datasets
 from testing import models
 from testing import receiver_fns
 
@@ -49,6 +51,21 @@ class RefusalsTest(models.ClassRootMixin, absltest.TestCase):
     self.assertIn('mutablehashtable', str(raised.exception.what).lower())
     self.assertIsInstance(raised.exception, ValueError)
     self._assert_nothing_written(parent, output)
+
+  def test_tfma_eval_graph_is_refused(self):
+    root = self.create_tempdir().full_path
+    spec = {'x': tf.io.FixedLenFeature([datasets.FEATURE_DIM], tf.float32),
+            'label': tf.io.FixedLenFeature([1], tf.float32)}
+    export = multimode_export.export_all_saved_models(
+        models.train_custom(os.path.join(root, 'model'), steps=2),
+        os.path.join(root, 'export'), {
+            ModeKeys.EVAL: receiver_fns.tfma_style_eval_receiver_fn(spec)})
+    output = os.path.join(root, 'tf2')
+    with self.assertRaisesRegex(multimode_export.ConversionError,
+                                'several input keys') as raised:
+      multimode_export.convert_to_tf2(export, output)
+    self.assertEqual(raised.exception.what, 'eval')
+    self.assertFalse(os.path.exists(output))
 
   def test_output_dir_must_be_absent_or_empty(self):
     parent = self.create_tempdir().full_path

@@ -121,8 +121,11 @@ def check_model(spec):
     out['eval_after_reset'] = _outputs(loaded.eval_result())
   if spec.get('train'):
     out['captured']['train_step'] = _captured(loaded, loaded.train_step)
+    [step] = [v for v in loaded.variables if v.name == 'global_step:0']
+    before = int(step.numpy())
     out['losses'] = [float(loaded.train_step(**_tensors(s))['loss'])
                      for s in spec['train']]
+    out['global_steps'] = [before, int(step.numpy())]
     out['serve_after_training'] = _serve_all(loaded, serve)
   if spec.get('default') and _has_tfsm_layer():
     out['keras'] = {e: _keras(spec['path'], serve[spec['default']], e)

@@ -176,6 +176,8 @@ class ConvertedModelsTest(models.ClassRootMixin, tf.test.TestCase):
                        name)
       self.assertIn('global_step:0', model['variables'])
       self.assertNotIn('global_step:0', model['trainable_variables'])
+      before, after = model['global_steps']
+      self.assertEqual(after - before, conversion.TRAIN_STEPS, name)
 
   def test_ema_serving_reads_the_shadows_training_updates(self):
     model = self._consume(sys.executable)['models']['ema_shadows']

@@ -1,11 +1,12 @@
 """`convert_to_tf2` refuses what it cannot carry, before writing anything.
 
 An SDCA LinearClassifier (its example state is a MutableHashTable restored
-from the checkpoint), a Scaffold saver whose keys the carrier does not
-restore, a non-empty or file output, a directory that is no export: each a
-specific exception naming the offending item, and nothing written (no
-output directory, no staging directory left beside it). Also the CLI's
-`convert` command.
+from the checkpoint), a TFMA-style eval graph (a tensor under two input
+keys), a non-empty output, a directory that is no export
+(keys the carrier does not restore: `variable_map_test.py`), a writer
+that fails half-way: each a specific exception naming the offending item,
+and nothing written (no output directory, no staging directory left beside
+it). Also the CLI's `convert` command.
 """
 
 import os
@@ -16,22 +17,14 @@ import tensorflow as tf
 from absl.testing import absltest
 
 import multimode_export
+from multimode_export.tf2 import _convert
+from multimode_export.tf2 import _save
 from testing import conversion_models
 from testing import datasets
 from testing import models
 from testing import receiver_fns
 
 ModeKeys = tf.estimator.ModeKeys
-
-
-def _renamed_serve_model_fn(features, labels, mode):
-  """Serve restores `w` from a key no other mode's saver writes."""
-  spec = models.linear_model_fn(features, labels, mode, {})
-  if mode != ModeKeys.PREDICT:
-    return spec
-  w = [v for v in tf.compat.v1.global_variables() if v.op.name == 'w'][0]
-  return spec._replace(scaffold=tf.compat.v1.train.Scaffold(
-      saver=tf.compat.v1.train.Saver({'w': w})))
 
 
 class RefusalsTest(models.ClassRootMixin, absltest.TestCase):
@@ -58,6 +51,21 @@ class RefusalsTest(models.ClassRootMixin, absltest.TestCase):
     self.assertIn('mutablehashtable', str(raised.exception.what).lower())
     self.assertIsInstance(raised.exception, ValueError)
     self._assert_nothing_written(parent, output)
+
+  def test_tfma_eval_graph_is_refused(self):
+    root = self.create_tempdir().full_path
+    spec = {'x': tf.io.FixedLenFeature([datasets.FEATURE_DIM], tf.float32),
+            'label': tf.io.FixedLenFeature([1], tf.float32)}
+    export = multimode_export.export_all_saved_models(
+        models.train_custom(os.path.join(root, 'model'), steps=2),
+        os.path.join(root, 'export'), {
+            ModeKeys.EVAL: receiver_fns.tfma_style_eval_receiver_fn(spec)})
+    output = os.path.join(root, 'tf2')
+    with self.assertRaisesRegex(multimode_export.ConversionError,
+                                'several input keys') as raised:
+      multimode_export.convert_to_tf2(export, output)
+    self.assertEqual(raised.exception.what, 'eval')
+    self.assertFalse(os.path.exists(output))
 
   def test_output_dir_must_be_absent_or_empty(self):
     parent = self.create_tempdir().full_path
@@ -86,19 +94,22 @@ class RefusalsTest(models.ClassRootMixin, absltest.TestCase):
       multimode_export.convert_to_tf2(parent, os.path.join(parent, 'tf2'))
     self.assertEqual(os.listdir(parent), [])
 
-  def test_a_key_the_carrier_does_not_restore_is_refused(self):
-    root = self.create_tempdir().full_path
-    estimator = tf.estimator.Estimator(_renamed_serve_model_fn,
-                                       os.path.join(root, 'model'))
-    estimator.train(datasets.input_fn(), steps=2)
-    # The train graph saves `w` under 'w'; serve restores its `w` from 'w'
-    # too, but through a saver with only that key: the export works, the
-    # shared variable is the carrier's `w`.
-    export = multimode_export.export_all_saved_models(
-        estimator, os.path.join(root, 'export'), receiver_fns.receiver_map())
-    output = os.path.join(root, 'tf2')
-    multimode_export.convert_to_tf2(export, output)
-    self.assertTrue(os.path.exists(os.path.join(output, 'saved_model.pb')))
+  def test_a_failing_writer_leaves_nothing(self):
+    parent = self.create_tempdir().full_path
+    output = os.path.join(parent, 'tf2')
+    seen = []
+
+    def half_write(request):
+      # What a writer that indexes the source's tensors is handed.
+      seen.append(sorted(request.plan.checkpoint_entries.values()))
+      _save.load_and_save(request)
+      raise OSError('disk full')
+
+    with self.assertRaisesRegex(multimode_export.PublishError, 'disk full'):
+      _convert.convert_with(self.simple, output, half_write)
+    self._assert_nothing_written(parent, output)
+    self.assertIn(('w', ''), seen[0])
+    self.assertIn(('global_step', ''), seen[0])
 
   def test_cli_convert(self):
     parent = self.create_tempdir().full_path

@@ -9,8 +9,6 @@ beside `output_dir` (`_save`), its method names restored (`_method_names`),
 and the staging directory renamed to `output_dir`.
 """
 
-from typing import Optional
-
 from absl import logging
 
 from multimode_export import _filesystem as filesystem
@@ -35,8 +33,7 @@ def _output_dir(output_dir: filesystem.PathLike) -> str:
 
 
 def convert_to_tf2(export_dir: filesystem.PathLike,
-                   output_dir: filesystem.PathLike,
-                   *, save_fn: Optional[_save.SaveFn] = None) -> str:
+                   output_dir: filesystem.PathLike) -> str:
   """Converts an export of this package into one TF2 SavedModel.
 
   The result loads with `tf.saved_model.load(output_dir)` (no tags) in
@@ -46,14 +43,13 @@ def convert_to_tf2(export_dir: filesystem.PathLike,
   Keras 3's `TFSMLayer`), `train_step(**inputs)` -> `{'loss': ...}`,
   `eval_update(**inputs)`, `eval_result()`, `eval_reset()`, `variables`,
   `trainable_variables`; only those of the modes the export has. Every
-  function shares one set of variables; lookup tables initialise from the
-  converted model's own `assets/`.
+  function shares one set of variables and captures only those it reads;
+  lookup tables initialise from the converted model's own `assets/`. See
+  docs/leaving-estimator.md.
 
   Args:
     export_dir: an export (either layout; for a base of versions, the newest).
     output_dir: where to write; must not exist, or be an empty directory.
-    save_fn: the writer of the SavedModel (default: restore every value
-      from the source checkpoint, then `tf.saved_model.save`).
 
   Returns:
     `output_dir`.
@@ -64,6 +60,19 @@ def convert_to_tf2(export_dir: filesystem.PathLike,
     errors.ConversionError: part of the export cannot be carried over (it
       names what); nothing was written.
     errors.PublishError: writing or publishing failed; nothing was left.
+  """
+  return convert_with(export_dir, output_dir, _save.load_and_save)
+
+
+def convert_with(export_dir: filesystem.PathLike,
+                 output_dir: filesystem.PathLike,
+                 save_fn: _save.SaveFn) -> str:
+  """`convert_to_tf2` with the given writer of the SavedModel's files.
+
+  `save_fn` writes `saved_model.pb` and `variables/` into the staging
+  directory (`_save.load_and_save` restores every value into memory and
+  calls `tf.saved_model.save`; a writer that indexes the source's tensors
+  instead can take its place). Arguments and errors as `convert_to_tf2`.
   """
   output_dir = _output_dir(output_dir)
   source = _source.read_source(export_dir)
@@ -76,7 +85,7 @@ def convert_to_tf2(export_dir: filesystem.PathLike,
     request = _save.SaveRequest(root, functions.signatures, staging.path,
                                 source, merged, plan, functions)
     try:
-      (save_fn or _save.load_and_save)(request)
+      save_fn(request)
       _method_names.restore_method_names(staging.path, functions.method_names)
     except (OSError, errors.NotASavedModelError) as e:
       raise errors.PublishError(

@@ -5,7 +5,7 @@ reference writer: it restores every variable's value from the source
 checkpoint into memory, runs the main ops, and lets `tf.saved_model.save`
 write `saved_model.pb` and the TF2 checkpoint. A writer that produces the
 same files without reading the values (a new bundle index over the source's
-data) can take its place: `convert_to_tf2(..., save_fn=...)`.
+data) can take its place: `_convert.convert_with(..., save_fn)`.
 """
 
 import dataclasses

@@ -187,8 +187,11 @@ class SaveWithoutValuesTest(_SourceMixin, tf.test.TestCase):
                                   'variables.data-00000-of-00002'))
     self.assertEqual(source_data.st_size, linked.st_size)
     # fingerprint.pb is TensorFlow's for the files as they are now.
+    with open(os.path.join(converted, 'saved_model.pb'), 'rb') as f:
+      saved_model_pb = f.read()
     with open(os.path.join(converted, 'fingerprint.pb'), 'rb') as f:
-      self.assertEqual(f.read(), _tf_private.fingerprint_def(converted, b''))
+      self.assertEqual(f.read(),
+                       _tf_private.fingerprint_def(converted, saved_model_pb))
 
   def test_loads_and_serves(self):
     _, converted, _ = self._save_both()

@@ -39,7 +39,7 @@ from tensorflow.python.lib.io import _pywrap_file_io
 # TF2 SavedModels written without reading variable values (saved_model/
 # _without_values.py): a resource variable with a dtype and a shape but no
 # value (no memory), and `tf.saved_model.save` returning the saved objects in
-# node-id order. Checked against 2.15.1 and 2.21.0.
+# node-id order. Checked against 2.13.1, 2.15.1 and 2.21.0.
 from tensorflow.python.ops import resource_variable_ops as _resource_variable_ops
 from tensorflow.python.saved_model import save as _saved_model_save
 # Cutting one function out of a `tf.compat.v1.wrap_function` graph with only
@@ -165,7 +165,7 @@ def uninitialized_variable(shape: Any, dtype: tf.DType, name: str,
 
   Its handle exists, so functions can capture it and `tf.saved_model.save`
   tracks it; it holds nothing until something assigns or restores it.
-  `resource_variable_ops.UninitializedVariable` (2.15.1, 2.21.0).
+  `resource_variable_ops.UninitializedVariable` (2.13.1, 2.15.1, 2.21.0).
   """
   return _resource_variable_ops.UninitializedVariable(
       shape=shape, dtype=dtype, name=name, trainable=trainable)
@@ -179,7 +179,7 @@ def save_and_return_nodes(obj: Any, export_dir: str, signatures: Any = None,
   Node i of the list is node i of the SavedModel's object graph, and of
   the object graph stored in its checkpoint (the loader matches them by
   id). `save.save_and_return_nodes` is what `tf.saved_model.save` calls
-  (2.15.1, 2.21.0).
+  (2.13.1, 2.15.1, 2.21.0).
   """
   nodes, _ = _saved_model_save.save_and_return_nodes(
       obj, export_dir, signatures=signatures, options=options)

@@ -243,7 +243,7 @@ class HelpersWorkTest(tf.test.TestCase):
         self.assertTrue(tf.executing_eagerly())
 
   def test_saving_without_values_helpers(self):
-    # What saved_model/_without_values.py relies on (2.15.1, 2.21.0): an
+    # What saved_model/_without_values.py relies on (2.13.1-2.21.0): an
     # uninitialized variable has no value, tf.saved_model.save records it in
     # the checkpoint's object graph but writes no value for it, and the
     # saved nodes come back in node-id order.

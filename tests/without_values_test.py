@@ -187,8 +187,11 @@ class SaveWithoutValuesTest(_SourceMixin, tf.test.TestCase):
                                   'variables.data-00000-of-00002'))
     self.assertEqual(source_data.st_size, linked.st_size)
     # fingerprint.pb is TensorFlow's for the files as they are now.
+    with open(os.path.join(converted, 'saved_model.pb'), 'rb') as f:
+      saved_model_pb = f.read()
     with open(os.path.join(converted, 'fingerprint.pb'), 'rb') as f:
-      self.assertEqual(f.read(), _tf_private.fingerprint_def(converted, b''))
+      self.assertEqual(f.read(),
+                       _tf_private.fingerprint_def(converted, saved_model_pb))
 
   def test_loads_and_serves(self):
     _, converted, _ = self._save_both()
@@ -229,6 +232,56 @@ class SaveWithoutValuesTest(_SourceMixin, tf.test.TestCase):
     self.assertAllClose(out['y'], x @ self.values['w'] + 7, rtol=1e-6)
     self.assertEqual(out['word'], [self.values['vocab'][1].hex(),
                                    self.values['vocab'][1].hex()])
+
+
+class WrappedTf1GraphTest(tf.test.TestCase):
+  """The converter's case: a TF1 graph imported with wrap_function.
+
+  Its variables are lifted to eager variables that hold no value until
+  restored; a function is pruned out of it. Saved without values, the model
+  serves what the TF1 graph serves from the checkpoint.
+  """
+
+  def test_serves_the_tf1_graphs_outputs(self):
+    directory = self.create_tempdir().full_path
+    graph = tf.Graph()
+    with graph.as_default():
+      ids = tf.compat.v1.placeholder(tf.int64, [None], name='ids')
+      emb = tf.compat.v1.get_variable(
+          'emb', [10, 2], use_resource=True,
+          partitioner=tf.compat.v1.fixed_size_partitioner(3))
+      w = tf.compat.v1.get_variable('w', [2, 1], use_resource=True)
+      tf.identity(tf.matmul(tf.nn.embedding_lookup(emb, ids), w), name='y')
+      saver = tf.compat.v1.train.Saver(sharded=True)
+      with tf.compat.v1.Session() as session:
+        session.run(tf.compat.v1.global_variables_initializer())
+        prefix = saver.save(session, os.path.join(directory, 'model.ckpt'))
+        expected = session.run('y:0', {ids: [0, 4, 9]})
+      meta_graph = saver.export_meta_graph()
+      sources = {}
+      for variable in tf.compat.v1.global_variables():
+        info = variable._save_slice_info  # pylint: disable=protected-access
+        sources[variable.op.name] = ((info.full_name, info.spec) if info
+                                     else (variable.op.name, ''))
+
+    def import_graph():
+      tf.compat.v1.train.import_meta_graph(meta_graph)
+
+    wrapped = tf.compat.v1.wrap_function(import_graph, [])
+    self.assertLen(wrapped.variables, 4)
+    self.assertFalse(any(bool(v.is_initialized()) for v in wrapped.variables))
+    model = tf.Module()
+    model.all_variables = list(wrapped.variables)
+    model.serve = wrapped.prune(
+        feeds=[wrapped.graph.get_tensor_by_name('ids:0')],
+        fetches=[wrapped.graph.get_tensor_by_name('y:0')])
+    export_dir = os.path.join(directory, 'tf2')
+    without_values.save_without_values(
+        model, export_dir, prefix,
+        [(v, sources[v.name.split(':')[0]]) for v in wrapped.variables])
+    loaded = tf.saved_model.load(export_dir)
+    (served,) = loaded.serve(tf.constant([0, 4, 9], tf.int64))
+    self.assertAllEqual(served, expected)
 
 
 class BadInputTest(_SourceMixin, tf.test.TestCase):

@@ -15,9 +15,9 @@ undone. So, on a local filesystem, publishing is:
 
 A file that is a hard link to a checkpoint file shares its inode: syncing
 it makes the user's checkpoint data durable too (once per inode, however many
-names it has in the tree). Files are synced by a few threads at once, so
-their writeback overlaps and the journal commits of several `fsync`s are
-shared.
+names it has in the tree). Files are synced by a few threads at once: their
+writeback overlaps (12 fresh files: half the time of one thread,
+docs/benchmarks/durability.md).
 
 Other filesystems need none of this: an object store (`gs://`, `s3://`)
 stores an object durably before its upload completes, and `ram://` lives in

@@ -65,7 +65,9 @@ def publish_group(staging_path: str, export_dir_base: str,
       f.write(json.dumps({'version': version, 'names': list(names)}))
     if durable:  # a crash mid-group must leave the journal for roll_back
       _durable.sync_file(filesystem.local_path(journal))
-      _durable.sync_dir(filesystem.local_path(staging_path))
+      # The journal's name, and the staging directory's own name in the
+      # base, which nothing else syncs while the mode directories exist.
+      _durable.sync_dirs([staging_path, base])
     finals = {n: _versions.version_dir(filesystem.join(base, n), version)
               for n in names}
     try:

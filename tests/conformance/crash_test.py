@@ -13,7 +13,9 @@ checkpoint and an earlier export (synced). From the trace:
   `testing/power_cut.py` allows (unsynced data lost, name operations not
   made durable by a directory sync kept or undone, in order) is rebuilt and
   checked: only complete, loadable versions (or none) in the base, the
-  earlier export untouched, the new version present once the call returned.
+  earlier export untouched, the new version present once the call returned,
+  a per-mode group's modes in publishing order, and while a group is partly
+  published its journal there (for the next export's roll back).
 
 For the shared layout, the per-mode group and a fixed `export_dir`
 (replaced with `overwrite=True`). Each check also runs against the same
@@ -33,6 +35,8 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 import multimode_export
+from multimode_export.publishing import _group as group
+from multimode_export.publishing import _staging as publish
 from testing import crash_checks
 from testing import models
 from testing import power_cut
@@ -132,8 +136,11 @@ class CrashTest(models.ClassRootMixin, parameterized.TestCase):
     # Published in the order of _MODE_DIRS: train, eval, serve.
     groups = ([sorted(new, key=lambda p: _MODE_DIRS.index(p.split('/')[-2]))]
               if layout == 'per_mode' else [])
+    journal = (os.path.join(base, publish.STAGING_PREFIX),
+               '/' + group.JOURNAL)
     return crash_checks.StateChecker(allowed, bases, required, _RETURNED,
-                                     always=always, groups=groups)
+                                     always=always, groups=groups,
+                                     journal=journal)
 
   @parameterized.parameters(*_LAYOUTS)
   def test_syncs_and_power_cut(self, layout):

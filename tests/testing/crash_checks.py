@@ -147,15 +147,20 @@ class StateChecker:
       (`always`: a fixed export_dir replaced in place).
     groups: lists of locations published in order: a later one may be
       present only with every earlier one.
+    journal: (prefix, suffix) of the path of a group's journal: while a
+      group is partly present, a complete journal must be there too (the
+      next export rolls the group back from it).
   """
 
   def __init__(self, allowed: Dict[str, List[FileMap]], bases: Sequence[str],
                required: Sequence[str], returned_marker: str,
                always: Sequence[str] = (),
-               groups: Sequence[Sequence[str]] = ()):
+               groups: Sequence[Sequence[str]] = (),
+               journal: Optional[Tuple[str, str]] = None):
     self.allowed = {k: {_digest(m) for m in v} for k, v in allowed.items()}
     self.bases, self.required, self.always = bases, required, always
     self.returned_marker, self.groups = returned_marker, groups
+    self.journal = journal
     self._load_errors: Dict[str, Optional[str]] = {}
     self.states = 0
     self.distinct: set = set()
@@ -189,6 +194,11 @@ class StateChecker:
       for i, member in enumerate(group):
         if member in present and not all(g in present for g in group[:i]):
           out.append(f'{member} is published without {list(group[:i])}')
+      partly = 0 < sum(g in present for g in group) < len(group)
+      if partly and self.journal and not any(
+          p.startswith(self.journal[0]) and p.endswith(self.journal[1]) and
+          c is not None for p, c in files.items()):
+        out.append(f'{group} is partly published and its journal is lost')
     return [f'cut {state.cut}, prefix {state.prefix}: {v}' for v in out]
 
   def loadable(self, contents: Iterable[FileMap]) -> List[str]:

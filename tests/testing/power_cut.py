@@ -27,6 +27,10 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from testing import syscall_trace
 
+# The contents of a file whose every write was synced but that no longer
+# exists at the end of the run (its bytes are not in the trace).
+COMPLETE_UNKNOWN = b'\0<complete; deleted before the end of the run>\0'
+
 _O_CREAT, _O_TRUNC = 'O_CREAT', 'O_TRUNC'
 _AT_REMOVEDIR, _RENAME_EXCHANGE = 'AT_REMOVEDIR', 'RENAME_EXCHANGE'
 
@@ -257,7 +261,8 @@ class CrashState:
     cut: operations that had happened (`tree.ops[:cut]`).
     prefix: the name operations kept besides the durable ones are those
       among `tree.ops[:prefix]`.
-    files: path below the root -> contents (None: lost or unknown);
+    files: path below the root -> contents (None: lost;
+      `COMPLETE_UNKNOWN`: complete, but deleted by the end of the run);
       directories end in '/' and map to b''.
     returned: the markers printed before the cut.
   """
@@ -306,9 +311,9 @@ def crash_states(tree: Tree, final: Dict[int, bytes]) -> Iterator[CrashState]:
         continue
       done = writes.get(ino, [])
       if not done:
-        contents[ino] = tree.initial.get(ino, final.get(ino))
+        contents[ino] = tree.initial.get(ino, b"")  # never written: empty
       elif all(i in data for i in done):  # every write of the run durable
-        contents[ino] = final.get(ino)
+        contents[ino] = final.get(ino, COMPLETE_UNKNOWN)
       else:
         contents[ino] = None
     prefixes = [0] + [i + 1 for i in range(cut) if ops[i].is_name]

@@ -11,7 +11,8 @@ issue 25 used against `verify`. Then runs, each in a fresh subprocess,
 
   import     `import tensorflow` and the package: the floor of the others;
   scan       read the SavedModel and run the safety scan of every tag set
-             (what `verify` does before anything loads);
+             (what `verify` does before anything loads); the verdict
+             column shows the seconds of reading and scanning alone;
   inspect    `multimode-export inspect DIR` (reads, runs nothing);
   verify     `multimode-export verify --timeout=T DIR`: the scan, then the
              child process loading the graph, killed after --timeout
@@ -42,6 +43,8 @@ flags.DEFINE_integer('repeats', 1, 'Runs of each contender.')
 flags.DEFINE_float('timeout', 60, 'verify --timeout.')
 flags.DEFINE_string('work_dir', '/tmp/hostile_scan', 'Where the export is.')
 flags.DEFINE_string('out', None, 'Directory for the json and md results.')
+flags.DEFINE_list('contenders', ['import', 'scan', 'inspect', 'verify'],
+                  'Which to run (the others keep their results in the json).')
 
 _BUILD = r'''
 import os, sys
@@ -63,12 +66,13 @@ with open(path, 'wb') as f:
   f.write(saved_model.SerializeToString())
 '''
 _IMPORT = 'import tensorflow, multimode_export'
-_SCAN = ('import sys, multimode_export; '
+_SCAN = ('import sys, time, multimode_export; '
          'from multimode_export.saved_model import _format; '
          'from multimode_export.checks import _safety; '
-         'd = sys.argv[1]; '
+         'd = sys.argv[1]; start = time.monotonic(); '
          'scans = _safety.scan_saved_model(d, _format.read_saved_model(d)); '
-         'print([s.scanned for s in scans])')
+         "print(f'SCANNED {time.monotonic() - start:.2f} s:', "
+         '[s.scanned for s in scans])')
 
 
 def _measure(argv: List[str]) -> Dict[str, object]:
@@ -81,7 +85,8 @@ def _measure(argv: List[str]) -> Dict[str, object]:
   _, status, usage = os.wait4(process.pid, 0)
   process.returncode = os.waitstatus_to_exitcode(status)
   failed = [line.strip() for line in output.splitlines()
-            if line.strip().startswith(('FAIL ', 'FAILED', 'PASSED'))]
+            if line.strip().startswith(('FAIL ', 'FAILED', 'PASSED',
+                                        'SCANNED'))]
   return {'wall_s': round(time.monotonic() - start, 2),
           'peak_gib': round(usage.ru_maxrss / (1 << 20), 3),
           'exit': process.returncode, 'lines': failed[:3]}
@@ -130,11 +135,18 @@ def main(argv):
       'verify': [python, '-m', 'multimode_export', 'verify',
                  f'--timeout={FLAGS.timeout:g}', export_dir],
   }
-  runs = {name: [] for name in contenders}
+  json_path = os.path.join(FLAGS.out or '', 'hostile_scan.json')
+  runs = {}
+  if FLAGS.out and os.path.exists(json_path):
+    with open(json_path) as f:
+      runs = json.load(f)['runs']
+  for name in FLAGS.contenders:
+    runs[name] = []
   for _ in range(FLAGS.repeats):
-    for name, command in contenders.items():
-      runs[name].append(_measure(command))
+    for name in FLAGS.contenders:
+      runs[name].append(_measure(contenders[name]))
       print(name, runs[name][-1], flush=True)
+  runs = {name: runs[name] for name in contenders if name in runs}
   results = {
       'no_ops': FLAGS.no_ops, 'repeats': FLAGS.repeats,
       'pb_bytes': os.path.getsize(os.path.join(export_dir, 'saved_model.pb')),
@@ -143,7 +155,7 @@ def main(argv):
       'timeout': FLAGS.timeout, 'runs': runs}
   if FLAGS.out:
     os.makedirs(FLAGS.out, exist_ok=True)
-    with open(os.path.join(FLAGS.out, 'hostile_scan.json'), 'w') as f:
+    with open(json_path, 'w') as f:
       json.dump(results, f, indent=1)
     with open(os.path.join(FLAGS.out, 'hostile_scan.md'), 'w') as f:
       f.write(_render(results))

@@ -37,7 +37,7 @@ class _Context:
 
   def __init__(self, name: str, nodes, args: Tuple[str, ...] = ()):
     self.name = name
-    self.nodes = {n.name: n for n in nodes}
+    self.nodes = _graph_def.NodeIndex(nodes)
     self.args = args
 
 
@@ -83,23 +83,19 @@ class GraphFlow:
     self.call_sites: Dict[str, List[Tuple[str, object]]] = (
         collections.defaultdict(list))
     self.other_references: Set[str] = set()
-    # One pass over every node; an empty attribute map or input list is
-    # tested before it is iterated (cheaper, on a graph of 2 million NoOps).
-    self._consumers = collections.defaultdict(list)
+    # One pass over every node, touching only the fields it sets.
     for context in self.contexts.values():
       for node in context.nodes.values():
-        has_attrs = bool(node.attr)
+        attrs = _graph_def.sets_field(node, 'attr')
         called = _called_function(node, library) if (
-            has_attrs or node.op in library) else None
+            attrs or node.op in library) else None
         if called is not None:
           self.call_sites[called].append((context.name, node))
-        if has_attrs:
+        if attrs:
           self.other_references.update(
               f for f in _referenced_functions(node) if f != called)
-        if context.name == MAIN and node.input:
-          for ref in node.input:
-            if not ref.startswith('^'):
-              self._consumers[_graph_def.node_name(ref)].append(node)
+    self._graph_def = graph_def
+    self._consumers = None  # built when a variable's sources are asked for
     self._captures = _object_graph_captures(meta_graph_def)
     self._in_progress: Set[Tuple[str, str]] = set()
     self._memo: Dict[Tuple[str, str], Sources] = {}
@@ -233,7 +229,7 @@ class GraphFlow:
       return None
     found: Set[Source] = set()
     for variable in variables:
-      for consumer in self._consumers.get(variable, ()):
+      for consumer in self._consumers_of(variable):
         if consumer.op in ('ReadVariableOp', 'VarIsInitializedOp'):
           continue
         if consumer.op != 'AssignVariableOp':
@@ -243,6 +239,16 @@ class GraphFlow:
           return None
         found |= sources
     return frozenset(found) if found else None
+
+  def _consumers_of(self, name: str) -> List[object]:
+    """The main-graph nodes taking `name`'s outputs as data inputs."""
+    if self._consumers is None:
+      self._consumers = collections.defaultdict(list)
+      for index, node in enumerate(self._graph_def.node):
+        for ref in _graph_def.inputs_of(node):
+          if not ref.startswith('^'):
+            self._consumers[_graph_def.node_name(ref)].append(index)
+    return [self._graph_def.node[i] for i in self._consumers.get(name, ())]
 
   def _handle_variables(self, context: str, handle: str, depth: int
                        ) -> Optional[Set[str]]:

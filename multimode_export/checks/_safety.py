@@ -99,7 +99,7 @@ class _GraphScan:
         if reason:
           found.append(findings_lib.Finding(
               self.tags, _where(context.name, node.name), reason, op))
-        if node.attr:
+        if _graph_def.sets_field(node, 'attr'):
           found += self._attr_findings(_where(context.name, node.name), node)
     return found
 

@@ -91,16 +91,19 @@ class LoadRunner:
     self._process: Optional[subprocess.Popen] = None
     self._read_fd = -1
     self._buffer = b''
+    self._ready = False
     self._stderr = None
 
   def __enter__(self):
+    # Started now, so that it imports TensorFlow while the caller scans.
+    self._spawn()
     return self
 
   def __exit__(self, *exc_info):
     self._stop()
     return False
 
-  def _start(self) -> None:
+  def _spawn(self) -> None:
     read_fd, write_fd = os.pipe()
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
@@ -115,8 +118,7 @@ class LoadRunner:
         stderr=self._stderr, pass_fds=(write_fd,), env=env,
         start_new_session=True)
     os.close(write_fd)
-    self._read_fd, self._buffer = read_fd, b''
-    self._expect('ready', _STARTUP_SECONDS)
+    self._read_fd, self._buffer, self._ready = read_fd, b'', False
 
   def _stop(self) -> None:
     if self._process is None:
@@ -179,7 +181,10 @@ class LoadRunner:
     current: Tuple[str, Tuple[str, ...]] = (_LOADS, graph.tags)
     try:
       if self._process is None:
-        self._start()
+        self._spawn()
+      if not self._ready:
+        self._expect('ready', _STARTUP_SECONDS)
+        self._ready = True
       self._process.stdin.write(json.dumps({'index': index}).encode() + b'\n')
       self._process.stdin.flush()
       deadline = time.monotonic() + self._timeout

@@ -126,7 +126,7 @@ class GraphIndex:
     self.nodes = graph_def_lib.node_index(graph_def)
     self.consumers = collections.defaultdict(list)
     for node in graph_def.node:
-      for inp in node.input:
+      for inp in graph_def_lib.inputs_of(node):
         if not inp.startswith('^'):
           self.consumers[graph_def_lib.node_name(inp)].append(node)
 

@@ -241,13 +241,24 @@ def _verify_saved_model(export_dir: str, budget: _Budget,
   if not recorder.run('saved_model', (), read):
     return report_lib.VerifyReport(export_dir, recorder.results)
 
-  unsafe = _check_safety(export_dir, holder['saved_model'], allow_ops,
-                         recorder)
-  metas = holder['saved_model'].meta_graphs
+  # The loading child starts first: it imports TensorFlow during the scan.
+  with _runner(export_dir, budget) as runner:
+    _scan_and_run(export_dir, holder['saved_model'], allow_ops, budget,
+                  runner, recorder)
+  return report_lib.VerifyReport(export_dir, recorder.results)
+
+
+def _scan_and_run(export_dir: str, saved_model, allow_ops: FrozenSet[str],
+                  budget: _Budget, runner, recorder: report_lib.Recorder
+                 ) -> None:
+  """The `safety` checks, then every tag set's and the export's checks."""
+  unsafe = _check_safety(export_dir, saved_model, allow_ops, recorder)
+  metas = saved_model.meta_graphs
   if () in unsafe:
     recorder.skip('variables', (), unsafe[()])
-    _verify_tag_sets(export_dir, metas, None, unsafe, budget, recorder)
-    return report_lib.VerifyReport(export_dir, recorder.results)
+    _verify_tag_sets(export_dir, metas, None, unsafe, budget, runner,
+                     recorder)
+    return
   # The crc32c pass of `variables` runs beside the loads (on a local export:
   # see checks/_variables_check). Its result, and the `saver` checks that
   # depend on it, are recorded at their places once it ends; leaving the
@@ -255,7 +266,7 @@ def _verify_saved_model(export_dir: str, budget: _Budget,
   place = recorder.reserve()
   with variables_check.VariablesCheck(export_dir) as variables:
     savers = _verify_tag_sets(export_dir, metas, variables, unsafe, budget,
-                              recorder)
+                              runner, recorder)
     variables_ok = recorder.run('variables', (), variables.result,
                                 place=place)
   for saver_place, graph in savers:
@@ -264,13 +275,12 @@ def _verify_saved_model(export_dir: str, budget: _Budget,
           g.meta_graph_def, variables.variables), place=saver_place)
     else:
       recorder.drop(saver_place)
-  return report_lib.VerifyReport(export_dir, recorder.results)
 
 
 def _verify_tag_sets(export_dir: str, metas,
                      variables: Optional[variables_check.VariablesCheck],
                      unsafe: Dict[Tuple[str, ...], str], budget: _Budget,
-                     recorder: report_lib.Recorder
+                     runner, recorder: report_lib.Recorder
                     ) -> List[Tuple[report_lib.Place, runs.Graph]]:
   """The checks of each tag set, but `saver`: returns where each goes.
 
@@ -279,12 +289,11 @@ def _verify_tag_sets(export_dir: str, metas,
   with its graph, for the caller to fill or drop.
   """
   savers = []
-  with _runner(export_dir, budget) as runner:
-    for index, meta_graph_def in enumerate(metas):
-      graph = runs.prepare(export_dir, meta_graph_def, recorder)
-      if variables is not None and variables.may_pass:
-        savers.append((recorder.reserve(), graph))
-      _verify_tag_set(graph, index, unsafe, budget, runner, recorder)
+  for index, meta_graph_def in enumerate(metas):
+    graph = runs.prepare(export_dir, meta_graph_def, recorder)
+    if variables is not None and variables.may_pass:
+      savers.append((recorder.reserve(), graph))
+    _verify_tag_set(graph, index, unsafe, budget, runner, recorder)
   return savers
 
 

@@ -4,7 +4,8 @@ Shared by the modules that read a saver or a parsing spec out of a graph
 (`_saver_spec`, `checks/_synthetic_inputs`) and the checks that scan graphs.
 """
 
-from typing import Dict, List, Optional
+import collections.abc
+from typing import List, Optional
 
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
@@ -24,10 +25,52 @@ def output_index(input_name: str) -> int:
   return int(parts[1]) if len(parts) > 1 else 0
 
 
-def node_index(graph_def: graph_pb2.GraphDef
-              ) -> Dict[str, node_def_pb2.NodeDef]:
+def sets_field(node: node_def_pb2.NodeDef, field: str) -> bool:
+  """Whether `node` sets `field` (e.g. 'attr', 'input').
+
+  Asked of the fields set: reading `node.attr` or `node.input` of a node
+  that has none makes protobuf allocate an empty container for it, hundreds
+  of bytes per node, which a hostile graph of millions of `NoOp`s turns
+  into gigabytes.
+  """
+  return any(f.name == field for f, _ in node.ListFields())
+
+
+def inputs_of(node: node_def_pb2.NodeDef) -> List[str]:
+  """`node`'s inputs, without touching an input list it does not set."""
+  return list(node.input) if sets_field(node, 'input') else []
+
+
+class NodeIndex(collections.abc.Mapping):
+  """Node name -> NodeDef of a GraphDef, read from the GraphDef when asked.
+
+  Only each node's position is kept: a Python object per NodeDef of a graph
+  with millions of nodes would cost gigabytes.
+  """
+
+  def __init__(self, nodes):
+    self._nodes = nodes
+    self._index = {n.name: i for i, n in enumerate(nodes)}
+
+  def __getitem__(self, name: str) -> node_def_pb2.NodeDef:
+    return self._nodes[self._index[name]]
+
+  def __contains__(self, name) -> bool:
+    return name in self._index
+
+  def __iter__(self):
+    return iter(self._index)
+
+  def __len__(self) -> int:
+    return len(self._index)
+
+  def values(self):
+    return iter(self._nodes)
+
+
+def node_index(graph_def: graph_pb2.GraphDef) -> NodeIndex:
   """Node name -> NodeDef of a GraphDef."""
-  return {n.name: n for n in graph_def.node}
+  return NodeIndex(graph_def.node)
 
 
 def const_strings(node: Optional[node_def_pb2.NodeDef]) -> List[str]:

@@ -125,7 +125,7 @@ def required_variables(meta_graph_def: meta_graph_pb2.MetaGraphDef
   nodes = graph_def_lib.node_index(meta_graph_def.graph_def)
   consumers = collections.defaultdict(list)  # 'node:index' -> consumers
   for node in meta_graph_def.graph_def.node:
-    for inp in node.input:
+    for inp in graph_def_lib.inputs_of(node):
       if not inp.startswith('^'):
         name = graph_def_lib.node_name(inp)
         consumers[f'{name}:{graph_def_lib.output_index(inp)}'].append(node)

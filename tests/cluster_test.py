@@ -4,7 +4,8 @@ Starts separate processes on 127.0.0.1 with TF_CONFIG (chief, one worker, two
 parameter servers and an evaluator), each running `tests/cluster_task.py`,
 i.e. `tf.estimator.train_and_evaluate` of an embedding model partitioned
 across both parameter servers, exporting into a directory other than
-`model_dir` (`export_dir_base`). Checks that the evaluator's exports appear,
+`model_dir` (`export_dir_base`; a second run exports into the moto S3
+server). Checks that the evaluator's exports appear,
 hold every mode, equal the checkpoint they were made from and serve its
 predictions, that old ones are garbage-collected, and that every process
 exits. Bounded by HARD_TIMEOUT_SECONDS; every process started here is killed
@@ -25,6 +26,7 @@ from testing import assertions
 from testing import clusters
 from testing import datasets
 from testing import models
+from testing import object_stores
 from testing import running
 from tools import doc_generated
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -32,6 +34,7 @@ HARD_TIMEOUT_SECONDS = 150
 MAX_STEPS = 60
 SAVE_STEPS = 10
 EXPORTS_TO_KEEP = 2
+S3_MAX_STEPS = 30
 EXPORTER_NAME = 'multimode'
 
 
@@ -48,22 +51,20 @@ def _evaluated_steps(model_dir: str) -> List[int]:
 
 class ClusterTest(tf.test.TestCase):
 
-  def test_evaluator_exports_from_parameter_server_training(self):
+  def _run_cluster(self, root, export_base, max_steps=MAX_STEPS, env=None):
+    """Runs the job; returns (model_dir, record file, seconds it took)."""
     started = time.time()
     deadline = started + HARD_TIMEOUT_SECONDS
-    root = self.create_tempdir().full_path
     model_dir = os.path.join(root, 'model')
-    # Checkpoints in model_dir, exports published elsewhere.
-    export_base = os.path.join(root, 'served', EXPORTER_NAME)
     record_file = os.path.join(root, 'exports.jsonl')
     cluster = clusters.Cluster(
         {'chief': 1, 'worker': 1, 'ps': 2},
         os.path.join(_HERE, 'cluster_task.py'),
         [f'--model_dir={model_dir}', f'--record_file={record_file}',
-         f'--max_steps={MAX_STEPS}', f'--save_steps={SAVE_STEPS}',
+         f'--max_steps={max_steps}', f'--save_steps={SAVE_STEPS}',
          f'--exports_to_keep={EXPORTS_TO_KEEP}',
          f'--exporter_name={EXPORTER_NAME}',
-         f'--export_dir_base={export_base}'], root)
+         f'--export_dir_base={export_base}'], root, env=env)
     try:
       cluster.start('ps', 0)
       cluster.start('ps', 1)
@@ -85,12 +86,18 @@ class ClusterTest(tf.test.TestCase):
       self.fail(f'{e}\n{cluster.log_tails()}')
     finally:
       cluster.kill_all()
-    elapsed = time.time() - started
-    logging.info('Cluster run took %.1f s', elapsed)
-    self.printed = [f'cluster run took {elapsed:.1f} s']
     for name in ('chief-0', 'worker-0', 'evaluator-0'):
       self.assertEqual(cluster.procs[name].returncode, 0,
                        cluster.log_tail(name))
+    return model_dir, record_file, time.time() - started
+
+  def test_evaluator_exports_from_parameter_server_training(self):
+    root = self.create_tempdir().full_path
+    # Checkpoints in model_dir, exports published elsewhere.
+    export_base = os.path.join(root, 'served', EXPORTER_NAME)
+    model_dir, record_file, elapsed = self._run_cluster(root, export_base)
+    logging.info('Cluster run took %.1f s', elapsed)
+    self.printed = [f'cluster run took {elapsed:.1f} s']
     self.assertLess(elapsed, HARD_TIMEOUT_SECONDS)
     self._check_partitioning(model_dir)
     self._check_exports(model_dir, export_base, record_file)
@@ -99,6 +106,37 @@ class ClusterTest(tf.test.TestCase):
     self.assertEqual(doc_generated.disagreement(
         'docs/distributed.md', 'tests/cluster_test.py',
         '\n'.join(self.printed), measured=True), '')
+
+  def test_evaluator_exports_into_s3_from_a_local_model_dir(self):
+    # The same job, its exports published into a bucket of the moto S3
+    # server on 127.0.0.1; the test process reads it through a worker
+    # process (testing.object_stores), as s3:// needs.
+    server = object_stores.StoreServer.start('s3')
+    self.addCleanup(server.stop)
+    base = server.create_bucket() + '/served/' + EXPORTER_NAME
+    root = self.create_tempdir().full_path
+    model_dir, record_file, _ = self._run_cluster(
+        root, base, max_steps=S3_MAX_STEPS, env=server.client_env())
+    made = models.read_records(record_file)
+    self.assertEqual({r['task_type'] for r in made}, {'evaluator'})
+    self.assertTrue(all(r['path'] for r in made), made)
+    self.assertGreater(len(made), EXPORTS_TO_KEEP)
+    self.assertEqual(made[-1]['checkpoint'],
+                     tf.train.latest_checkpoint(model_dir))
+    for record in made:
+      self.assertEqual(record['path'].rsplit('/', 1)[0], base)
+    self.assertFalse(os.path.exists(os.path.join(model_dir, 'export')))
+    with object_stores.Worker(server.client_env(),
+                              log_path=os.path.join(root, 'reader.log')) as w:
+      self.assertEqual(w.call('listdir', base),
+                       [r['path'].rsplit('/', 1)[1]
+                        for r in made[-EXPORTS_TO_KEEP:]])
+      for record in made[-EXPORTS_TO_KEEP:]:
+        self.assertEqual(w.call('saved_values', record['path']),
+                         w.call('checkpoint_values', record['checkpoint']))
+      report = w.call('verify', base)  # loads and runs every tag set
+      self.assertTrue(report['ok'], report['text'])
+      self.assertEqual(report['export_dir'], made[-1]['path'])
 
   def _check_partitioning(self, model_dir):
     chief = json.load(open(os.path.join(model_dir, 'task-chief-0.json')))

@@ -21,7 +21,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Dict, List, Mapping, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 _TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,20 +49,22 @@ class Cluster:
   """
 
   def __init__(self, jobs: Mapping[str, int], script: str,
-               args: Sequence[str], log_dir: str):
+               args: Sequence[str], log_dir: str,
+               env: Optional[Mapping[str, str]] = None):
     ports = iter(free_ports(sum(jobs.values())))
     self.cluster = {job: [f'127.0.0.1:{next(ports)}' for _ in range(n)]
                     for job, n in jobs.items()}
     self.script = script
     self.args = list(args)
     self.log_dir = log_dir
+    self.env = dict(env or {})  # for every task, e.g. an S3 endpoint
     self.procs: Dict[str, subprocess.Popen] = {}
 
   def start(self, task_type: str, index: int = 0,
             extra_args: Sequence[str] = ()) -> None:
     """Starts one task of the job (the evaluator need not be in `cluster`)."""
     name = f'{task_type}-{index}'
-    env = dict(os.environ)
+    env = dict(os.environ, **self.env)
     env.update(
         TF_CONFIG=json.dumps({'cluster': self.cluster,
                               'task': {'type': task_type, 'index': index}}),

@@ -17,6 +17,7 @@ import dataclasses
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
+from tensorflow.core.framework import variable_pb2
 
 from multimode_export import errors
 from multimode_export.saved_model import _format
@@ -150,10 +151,13 @@ def _eval(source, merged) -> Tuple[Optional[Any], ...]:
                  signature_def)
   update = _graph_merge.prune(merged, 'eval_update', feeds, tensors(_UPDATE))
   result = _graph_merge.prune(merged, 'eval_result', [], tensors(_VALUE))
-  scope = merged.scopes[part.mode]
+  collections = part.meta_graph_def.collection_def
+  local_key = tf.compat.v1.GraphKeys.LOCAL_VARIABLES
+  mine = {merged.name(part.mode, variable_pb2.VariableDef.FromString(
+      v).variable_name) for v in (collections[local_key].bytes_list.value
+                                  if local_key in collections else ())}
   accumulators = [v for v in merged.graph.get_collection(
-      tf.compat.v1.GraphKeys.LOCAL_VARIABLES)
-                  if not scope or v.name.startswith(scope + '/')]
+      tf.compat.v1.GraphKeys.LOCAL_VARIABLES) if v.name in mine]
   reset = _graph_merge.prune(merged, 'eval_reset', [], {},
                              [v.initializer for v in accumulators])
   return update, result, reset

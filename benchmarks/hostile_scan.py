@@ -16,7 +16,9 @@ issue 25 used against `verify`. Then runs, each in a fresh subprocess,
   inspect    `multimode-export inspect DIR` (reads, runs nothing);
   verify     `multimode-export verify --timeout=T DIR`: the scan, then the
              child process loading the graph, killed after --timeout
-             seconds; the exit status and the failing check are recorded.
+             seconds; the exit status and the failing check are recorded;
+  verify_capped  the same with --max_load_gib=0.5: the loading child's
+             memory cap is then 3.5 GiB.
 
 Reported: the process wall time and its peak RSS (`ru_maxrss` from
 `wait4`: for `verify`, the larger of the CLI and its loading child). The
@@ -43,7 +45,8 @@ flags.DEFINE_integer('repeats', 1, 'Runs of each contender.')
 flags.DEFINE_float('timeout', 60, 'verify --timeout.')
 flags.DEFINE_string('work_dir', '/tmp/hostile_scan', 'Where the export is.')
 flags.DEFINE_string('out', None, 'Directory for the json and md results.')
-flags.DEFINE_list('contenders', ['import', 'scan', 'inspect', 'verify'],
+flags.DEFINE_list('contenders', ['import', 'scan', 'inspect', 'verify',
+                                 'verify_capped'],
                   'Which to run (the others keep their results in the json).')
 
 _BUILD = r'''
@@ -134,6 +137,9 @@ def main(argv):
       'inspect': [python, '-m', 'multimode_export', 'inspect', export_dir],
       'verify': [python, '-m', 'multimode_export', 'verify',
                  f'--timeout={FLAGS.timeout:g}', export_dir],
+      'verify_capped': [python, '-m', 'multimode_export', 'verify',
+                        f'--timeout={FLAGS.timeout:g}', '--max_load_gib=0.5',
+                        export_dir],
   }
   json_path = os.path.join(FLAGS.out or '', 'hostile_scan.json')
   runs = {}

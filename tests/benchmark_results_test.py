@@ -3,14 +3,15 @@
 benchmarks/export_cost.py writes the measurements to results.json and renders
 results.md from them; benchmarks/small_model.py does the same with
 small_model.json and small_model.md, benchmarks/verify_cost.py with
-verify.json and verify.md. A hand edit of a number in a page, or a page left
+verify.json and verify.md, benchmarks/hostile_scan.py with hostile_scan.json
+and hostile_scan.md. A hand edit of a number in a page, or a page left
 over from another run, makes this test fail. Re-render with
 `python benchmarks/export_cost.py --render`,
 `python benchmarks/small_model.py --sm_render` or
 `python benchmarks/verify_cost.py --render`.
 """
 
-# bazel-data: //benchmarks:export_cost.py //benchmarks:small_model.py //benchmarks:verify_cost.py //docs:benchmarks/results.json //docs:benchmarks/results.md //docs:benchmarks/small_model.json //docs:benchmarks/small_model.md //docs:benchmarks/verify.json //docs:benchmarks/verify.md
+# bazel-data: //benchmarks:export_cost.py //benchmarks:small_model.py //benchmarks:verify_cost.py //docs:benchmarks/results.json //docs:benchmarks/results.md //docs:benchmarks/small_model.json //docs:benchmarks/small_model.md //docs:benchmarks/verify.json //docs:benchmarks/verify.md //benchmarks:hostile_scan.py //docs:benchmarks/hostile_scan.json //docs:benchmarks/hostile_scan.md
 
 import importlib.util
 import json
@@ -80,6 +81,9 @@ class BenchmarkResultsTest(absltest.TestCase):
 
   def test_verify_md_is_rendered_from_verify_json(self):
     self._assert_rendered('verify', 'verify_cost', '--render')
+
+  def test_hostile_scan_md_is_rendered_from_hostile_scan_json(self):
+    self._assert_rendered('hostile_scan', 'hostile_scan', '--hs_render')
 
   def test_verify_json_holds_every_part(self):
     data = json.loads(_read('verify.json'))

@@ -51,7 +51,8 @@ class HostileExportsTest(absltest.TestCase):
     done = subprocess.run(
         ['sh', '-c', f'{cli} && touch ok'], cwd=self.cwd, timeout=_HANG,
         capture_output=True, text=True,
-        env=dict(os.environ, PYTHONPATH=_PACKAGE_ROOT))
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+            p for p in (_PACKAGE_ROOT, os.environ.get('PYTHONPATH')) if p)))
     self.elapsed = time.monotonic() - start
     return done.returncode, done.stdout + done.stderr
 

@@ -1,7 +1,8 @@
 """The process that loads and runs tag sets for `verify` (see `_sandbox`).
 
-Started by `_sandbox.LoadRunner` as `python -m multimode_export.checks._child
-CONFIG_JSON FD`. It writes JSON lines to file descriptor FD:
+Started by `_sandbox.LoadRunner` (`main(['', CONFIG_JSON, FD])`, from a
+bootstrap that puts the parent's copy of the package first on the path). It
+writes JSON lines to file descriptor FD:
 
 - `{"event": "ready"}` once TensorFlow is imported;
 - for each request (a line `{"index": i}` on stdin: the i-th MetaGraphDef of

@@ -14,7 +14,8 @@ Anything else is "unknown", and an unknown source is never allowed.
 
 import collections
 import itertools
-from typing import Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
+from typing import (Callable, Dict, FrozenSet, Iterable, List, Optional, Set,
+                    Tuple)
 
 import tensorflow as tf
 
@@ -39,6 +40,13 @@ class _Context:
     self.name = name
     self.nodes = _graph_def.NodeIndex(nodes)
     self.args = args
+    self._nodes = nodes
+    # Positions of the nodes with attributes or a watched op type.
+    self.flagged: List[int] = []
+
+  def flagged_nodes(self):
+    """The nodes `GraphFlow`'s `watch` flagged, or that set attributes."""
+    return (self._nodes[i] for i in self.flagged)
 
 
 def _called_function(node, functions) -> Optional[str]:
@@ -63,13 +71,16 @@ def _referenced_functions(node) -> List[str]:
 class GraphFlow:
   """Contexts, call sites and path sources of one MetaGraphDef."""
 
-  def __init__(self, meta_graph_def, fed: Iterable[str]):
+  def __init__(self, meta_graph_def, fed: Iterable[str],
+               watch: Callable[[str], bool] = lambda op_type: False):
     """Indexes the graph.
 
     Args:
       meta_graph_def: the MetaGraphDef.
       fed: main-graph node names whose values the loaders feed (the saver's
         filename tensor, the asset tensors): the roots of every source.
+      watch: op types whose nodes each context lists in `flagged` (with the
+        nodes that set attributes), so that a scan needs no second pass.
     """
     graph_def = meta_graph_def.graph_def
     library = {f.signature.name: f for f in graph_def.library.function}
@@ -85,10 +96,13 @@ class GraphFlow:
     self.other_references: Set[str] = set()
     # One pass over every node, touching only the fields it sets.
     for context in self.contexts.values():
-      for node in context.nodes.values():
+      for position, node in enumerate(context.nodes.values()):
         attrs = _graph_def.sets_field(node, 'attr')
+        op = node.op
+        if attrs or watch(op):
+          context.flagged.append(position)
         called = _called_function(node, library) if (
-            attrs or node.op in library) else None
+            attrs or op in library) else None
         if called is not None:
           self.call_sites[called].append((context.name, node))
         if attrs:

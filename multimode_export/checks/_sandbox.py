@@ -30,6 +30,13 @@ _POLL_SECONDS = 0.05
 _STARTUP_SECONDS = 300.0  # importing TensorFlow, on a loaded machine
 _PLUGINS = ('tensorflow_io',)  # filesystem plugins a child must import too
 _LOADS = 'loads'  # the check failed when no check was running
+# The child imports this copy of the package: its root goes first on the
+# path unless already on it (an installed package's site-packages is).
+_BOOTSTRAP = (
+    'import sys; root = sys.argv.pop(1); '
+    'sys.path.insert(0, root) if root not in sys.path else None; '
+    'from multimode_export.checks import _child; '
+    'sys.exit(_child.main(sys.argv))')
 
 
 class _Stopped(Exception):
@@ -107,16 +114,12 @@ class LoadRunner:
     read_fd, write_fd = os.pipe()
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
-    env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join(
-        [package_root] + [p for p in (env.get('PYTHONPATH'),) if p])
     self._stderr = tempfile.TemporaryFile()
     self._process = subprocess.Popen(
-        [sys.executable, '-m', 'multimode_export.checks._child',
+        [sys.executable, '-c', _BOOTSTRAP, package_root,
          json.dumps(self._config), str(write_fd)],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-        stderr=self._stderr, pass_fds=(write_fd,), env=env,
-        start_new_session=True)
+        stderr=self._stderr, pass_fds=(write_fd,), start_new_session=True)
     os.close(write_fd)
     self._read_fd, self._buffer, self._ready = read_fd, b'', False
 

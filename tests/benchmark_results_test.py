@@ -4,17 +4,19 @@ benchmarks/export_cost.py writes the measurements to results.json and renders
 results.md from them; benchmarks/small_model.py does the same with
 small_model.json and small_model.md, benchmarks/verify_cost.py with
 verify.json and verify.md, benchmarks/durability.py with durability.json and
-durability.md, benchmarks/convert_cost.py with convert.json and convert.md. A
+durability.md, benchmarks/convert_cost.py with convert.json and convert.md,
+benchmarks/converter_cost.py with converter.json and converter.md. A
 hand edit of a number in a page, or a page left over from another run, makes
 this test fail. Re-render with
 `python benchmarks/export_cost.py --render`,
 `python benchmarks/small_model.py --sm_render`,
 `python benchmarks/verify_cost.py --render`,
-`python benchmarks/durability.py --render` or
-`python benchmarks/convert_cost.py --render`.
+`python benchmarks/durability.py --render`,
+`python benchmarks/convert_cost.py --render` or
+`python benchmarks/converter_cost.py --converter_render`.
 """
 
-# bazel-data: //benchmarks:export_cost.py //benchmarks:small_model.py //benchmarks:verify_cost.py //docs:benchmarks/results.json //docs:benchmarks/results.md //docs:benchmarks/small_model.json //docs:benchmarks/small_model.md //docs:benchmarks/verify.json //docs:benchmarks/verify.md //benchmarks:durability.py //docs:benchmarks/durability.json //docs:benchmarks/durability.md //benchmarks:convert_cost.py //docs:benchmarks/convert.json //docs:benchmarks/convert.md
+# bazel-data: //benchmarks:export_cost.py //benchmarks:small_model.py //benchmarks:verify_cost.py //docs:benchmarks/results.json //docs:benchmarks/results.md //docs:benchmarks/small_model.json //docs:benchmarks/small_model.md //docs:benchmarks/verify.json //docs:benchmarks/verify.md //benchmarks:durability.py //docs:benchmarks/durability.json //docs:benchmarks/durability.md //benchmarks:convert_cost.py //docs:benchmarks/convert.json //docs:benchmarks/convert.md //benchmarks:converter_cost.py //docs:benchmarks/converter.json //docs:benchmarks/converter.md
 
 import importlib.util
 import json
@@ -106,6 +108,9 @@ class BenchmarkResultsTest(absltest.TestCase):
 
   def test_convert_md_is_rendered_from_convert_json(self):
     self._assert_rendered('convert', 'convert_cost', '--render')
+
+  def test_converter_md_is_rendered_from_converter_json(self):
+    self._assert_rendered('converter', 'converter_cost', '--converter_render')
 
 
 if __name__ == '__main__':

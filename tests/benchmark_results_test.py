@@ -105,6 +105,9 @@ class BenchmarkResultsTest(absltest.TestCase):
   def test_convert_md_is_rendered_from_convert_json(self):
     self._assert_rendered('convert', 'convert_cost', '--render')
 
+  def test_converter_md_is_rendered_from_converter_json(self):
+    self._assert_rendered('converter', 'converter_cost', '--converter_render')
+
 
 if __name__ == '__main__':
   absltest.main()

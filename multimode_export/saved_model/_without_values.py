@@ -59,7 +59,9 @@ def _check_uninitialized(sources: List[Tuple[Any, SourceEntry]]) -> None:
 
 
 def _object_graph(prefix: str) -> trackable_object_graph_pb2.TrackableObjectGraph:
-  reader = tf.train.load_checkpoint(prefix)
+  # Not tf.train.load_checkpoint: on ram:// a prefix whose files exist is
+  # also a directory, and it would look for a `checkpoint` file there.
+  reader = tf.compat.v1.train.NewCheckpointReader(prefix)
   return trackable_object_graph_pb2.TrackableObjectGraph.FromString(
       reader.get_tensor(OBJECT_GRAPH_KEY))
 

@@ -47,6 +47,10 @@ def convert_to_tf2(export_dir: filesystem.PathLike,
   lookup tables initialise from the converted model's own `assets/`. See
   docs/leaving-estimator.md.
 
+  The variables' values are not read: the new checkpoint's keys point at
+  the source checkpoint's tensors, whose data files are hard-linked (or
+  copied) into `output_dir` (`_save.save_without_loading`).
+
   Args:
     export_dir: an export (either layout; for a base of versions, the newest).
     output_dir: where to write; must not exist, or be an empty directory.
@@ -61,7 +65,7 @@ def convert_to_tf2(export_dir: filesystem.PathLike,
       names what); nothing was written.
     errors.PublishError: writing or publishing failed; nothing was left.
   """
-  return convert_with(export_dir, output_dir, _save.load_and_save)
+  return convert_with(export_dir, output_dir, _save.save_without_loading)
 
 
 def convert_with(export_dir: filesystem.PathLike,
@@ -70,9 +74,9 @@ def convert_with(export_dir: filesystem.PathLike,
   """`convert_to_tf2` with the given writer of the SavedModel's files.
 
   `save_fn` writes `saved_model.pb` and `variables/` into the staging
-  directory (`_save.load_and_save` restores every value into memory and
-  calls `tf.saved_model.save`; a writer that indexes the source's tensors
-  instead can take its place). Arguments and errors as `convert_to_tf2`.
+  directory (`_save.save_without_loading`, the default, indexes the source's
+  tensors; `_save.load_and_save` restores every value into memory and calls
+  `tf.saved_model.save`). Arguments and errors as `convert_to_tf2`.
   """
   output_dir = _output_dir(output_dir)
   source = _source.read_source(export_dir)

@@ -1,18 +1,31 @@
 """Writing the converted model: the step that produces `variables/`.
 
-`SaveRequest` holds everything a writer needs; `load_and_save` is the
-reference writer: it restores every variable's value from the source
-checkpoint into memory, runs the main ops, and lets `tf.saved_model.save`
-write `saved_model.pb` and the TF2 checkpoint. A writer that produces the
-same files without reading the values (a new bundle index over the source's
-data) can take its place: `_convert.convert_with(..., save_fn)`.
+`SaveRequest` holds everything a writer needs. Two writers produce the same
+files (`tests/tf2_without_loading_test.py` compares them):
+
+- `save_without_loading`, the default: the variables keep no value (the
+  ones `wrap_function` lifts have none); only the main ops run (tables,
+  metric accumulators: the values a TF2 checkpoint stores beside the
+  variables). `saved_model/_without_values` then has `tf.saved_model.save`
+  write `saved_model.pb` and a checkpoint without the variables' values, and
+  adds each variable's key pointing at its source checkpoint entry's
+  extents (the data shards linked or copied, never read).
+- `load_and_save`, the reference: it restores every variable's value from
+  the source checkpoint into memory, runs the main ops, and lets
+  `tf.saved_model.save` write everything. Its memory and time grow with the
+  checkpoint (benchmarks/convert_cost.py measures both on a 3 GiB export).
+
+Another writer can take their place: `_convert.convert_with(..., save_fn)`.
 """
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, List, Mapping, Tuple
 
 import tensorflow as tf
 
+from multimode_export import errors
+from multimode_export.saved_model import _format
+from multimode_export.saved_model import _without_values as without_values
 from multimode_export.tf2 import _functions
 from multimode_export.tf2 import _graph_merge
 from multimode_export.tf2 import _source
@@ -51,3 +64,46 @@ def load_and_save(request: SaveRequest) -> None:
   _functions.run_initializers(request.functions)
   tf.saved_model.save(request.root, request.path,
                       signatures=dict(request.signatures))
+
+
+def _carrier_variables(request: SaveRequest) -> Mapping[str, Any]:
+  """Carrier variable node -> its lifted variable.
+
+  `wrap_function` lifts each variable under its node's name, and the carrier
+  mode is imported without a name scope.
+  """
+  return {v.name.rsplit(':', 1)[0]: v for v in request.merged.graph.variables}
+
+
+def _sources(request: SaveRequest) -> List[Tuple[Any, Tuple[str, str]]]:
+  """(lifted variable, (checkpoint key, slice spec)) per carrier variable."""
+  variables = _carrier_variables(request)
+  entries = request.plan.checkpoint_entries
+  missing = sorted(set(entries) - set(variables))
+  if missing:
+    raise errors.ConversionError(
+        request.source.export_dir, missing[0],
+        f'the carrier restores variable nodes {missing} that the merged '
+        f'graph does not hold as variables')
+  return [(variables[node], entry) for node, entry in sorted(entries.items())]
+
+
+def save_without_loading(request: SaveRequest) -> None:
+  """Saves with every variable's value indexed from the source, not read.
+
+  Raises:
+    errors.ConversionError: a variable has no source entry, or its entry is
+      of another dtype or shape, or is not stored as one tensor (the
+      message of `without_values.WithoutValuesError` says which).
+  """
+  sources = _sources(request)
+  _functions.run_initializers(request.functions)
+  try:
+    without_values.save_without_values(
+        request.root, request.path,
+        _format.variables_prefix(request.source.primary.export_dir), sources,
+        signatures=dict(request.signatures))
+  except without_values.WithoutValuesError as e:
+    raise errors.ConversionError(
+        request.source.export_dir, _format.variables_prefix(
+            request.source.primary.export_dir), str(e)) from e

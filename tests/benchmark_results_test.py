@@ -6,10 +6,10 @@ of its own (small_model, verify, durability, convert, converter,
 hostile_scan: see benchmarks/README.md). A hand edit of a number in a page, or
 a page left over from another run, makes this test fail. Re-render with the
 script's render flag (`--render`; small_model.py: `--sm_render`,
-hostile_scan.py: `--hs_render`).
+hostile_scan.py: `--hs_render`, converter_cost.py: `--converter_render`).
 """
 
-# bazel-data: //benchmarks:export_cost.py //benchmarks:small_model.py //benchmarks:verify_cost.py //docs:benchmarks/results.json //docs:benchmarks/results.md //docs:benchmarks/small_model.json //docs:benchmarks/small_model.md //docs:benchmarks/verify.json //docs:benchmarks/verify.md //benchmarks:durability.py //docs:benchmarks/durability.json //docs:benchmarks/durability.md //benchmarks:convert_cost.py //docs:benchmarks/convert.json //docs:benchmarks/convert.md //benchmarks:hostile_scan.py //docs:benchmarks/hostile_scan.json //docs:benchmarks/hostile_scan.md
+# bazel-data: //benchmarks:export_cost.py //benchmarks:small_model.py //benchmarks:verify_cost.py //docs:benchmarks/results.json //docs:benchmarks/results.md //docs:benchmarks/small_model.json //docs:benchmarks/small_model.md //docs:benchmarks/verify.json //docs:benchmarks/verify.md //benchmarks:durability.py //docs:benchmarks/durability.json //docs:benchmarks/durability.md //benchmarks:convert_cost.py //docs:benchmarks/convert.json //docs:benchmarks/convert.md //benchmarks:hostile_scan.py //docs:benchmarks/hostile_scan.json //docs:benchmarks/hostile_scan.md //benchmarks:converter_cost.py //docs:benchmarks/converter.json //docs:benchmarks/converter.md
 
 import importlib.util
 import json

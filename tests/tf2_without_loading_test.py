@@ -14,7 +14,8 @@ source export and the vocabulary moved away, the same results in a fresh
 process (`tf2_consumer.py`: serving, eval, 20 `train_step` losses, serving
 after them, the TF1 loader, a re-save). On `ram://` (a custom model) both
 writers give the same tensors and serving. A checkpoint that does not match
-the graph is refused with `ConversionError`, nothing left behind.
+the graph is refused with `ConversionError`, one whose data shard is missing
+is a `PublishError`; nothing is left behind.
 """
 
 # bazel-data: :tf2_consumer
@@ -194,13 +195,14 @@ def _rmtree_if_present(path: str) -> None:
     tf.io.gfile.rmtree(path)
 
 
-class SimpleModelTest(models.ClassRootMixin, tf.test.TestCase):
+class SimpleModelTest(tf.test.TestCase):
   """A custom model's export: to ram://, and with a mismatched checkpoint."""
 
   def _export(self) -> str:
+    root = self.create_tempdir().full_path
     return multimode_export.export_all_saved_models(
-        models.train_custom(os.path.join(self.root, 'model'), steps=2),
-        os.path.join(self.root, 'export'), receiver_fns.receiver_map())
+        models.train_custom(os.path.join(root, 'model'), steps=2),
+        os.path.join(root, 'export'), receiver_fns.receiver_map())
 
   def test_ram_filesystem(self):
     export = self._export()
@@ -215,6 +217,19 @@ class SimpleModelTest(models.ClassRootMixin, tf.test.TestCase):
         x=x)['y'].numpy() for name, path in paths.items()}
     self.assertAllEqual(served['without_loading'], served['load_and_save'])
     self.assertCountEqual(tf.io.gfile.listdir(base), list(_WRITERS))
+
+  def test_a_missing_data_shard_is_a_publish_error(self):
+    export = self._export()
+    variables = os.path.join(export, 'variables')
+    for name in os.listdir(variables):
+      if '.data-' in name:
+        os.remove(os.path.join(variables, name))
+    parent = self.create_tempdir().full_path
+    with self.assertRaisesRegex(multimode_export.PublishError,
+                                'NotFoundError: .*variables.data-') as raised:
+      multimode_export.convert_to_tf2(export, os.path.join(parent, 'tf2'))
+    self.assertEqual(raised.exception.export_dir_base, parent)
+    self.assertEqual(os.listdir(parent), [])
 
   def test_another_shape_is_refused_and_nothing_is_left(self):
     export = self._export()
@@ -231,8 +246,7 @@ class SimpleModelTest(models.ClassRootMixin, tf.test.TestCase):
       sess.run(tf.compat.v1.global_variables_initializer())
       tf.compat.v1.train.Saver(variables).save(sess, prefix,
                                                write_meta_graph=False)
-    parent = os.path.join(self.root, 'out')
-    os.makedirs(parent)
+    parent = self.create_tempdir().full_path
     output = os.path.join(parent, 'tf2')
     wanted = list(values['w'].shape)
     wanted[0] -= 1

@@ -23,6 +23,7 @@ from typing import Any, Callable, List, Mapping, Tuple
 
 import tensorflow as tf
 
+from multimode_export import _filesystem as filesystem
 from multimode_export import errors
 from multimode_export.saved_model import _format
 from multimode_export.saved_model import _without_values as without_values
@@ -95,15 +96,21 @@ def save_without_loading(request: SaveRequest) -> None:
     errors.ConversionError: a variable has no source entry, or its entry is
       of another dtype or shape, or is not stored as one tensor (the
       message of `without_values.WithoutValuesError` says which).
+    errors.PublishError: reading the source's files or writing the new ones
+      failed (e.g. a data shard of the source is missing).
   """
   sources = _sources(request)
   _functions.run_initializers(request.functions)
+  source_prefix = _format.variables_prefix(request.source.primary.export_dir)
   try:
     without_values.save_without_values(
-        request.root, request.path,
-        _format.variables_prefix(request.source.primary.export_dir), sources,
+        request.root, request.path, source_prefix, sources,
         signatures=dict(request.signatures))
   except without_values.WithoutValuesError as e:
-    raise errors.ConversionError(
-        request.source.export_dir, _format.variables_prefix(
-            request.source.primary.export_dir), str(e)) from e
+    raise errors.ConversionError(request.source.export_dir, source_prefix,
+                                 str(e)) from e
+  except tf.errors.OpError as e:
+    raise errors.PublishError(
+        f'writing the TF2 SavedModel over the checkpoint {source_prefix!r} '
+        f'failed: {type(e).__name__}: {e.message}',
+        filesystem.parent(request.path) or request.path) from e

@@ -18,7 +18,7 @@ the graph is refused with `ConversionError`, one whose data shard is missing
 is a `PublishError`; nothing is left behind.
 """
 
-# bazel-data: :tf2_consumer
+# bazel-data: :tf2_consumer //docs:errors.md
 
 import os
 import shutil
@@ -37,6 +37,7 @@ from testing import conversion
 from testing import conversion_models
 from testing import models
 from testing import receiver_fns
+from tools import doc_generated
 
 _BUILDERS = (
     conversion_models.dnn_classifier_vocabulary,
@@ -198,6 +199,17 @@ def _rmtree_if_present(path: str) -> None:
 class SimpleModelTest(tf.test.TestCase):
   """A custom model's export: to ram://, and with a mismatched checkpoint."""
 
+  def _assert_documented(self, error: Exception) -> None:
+    """docs/errors.md's row naming this test shows the exception and message."""
+    with open(os.path.join(doc_generated.ROOT, 'docs', 'errors.md'),
+              encoding='utf-8') as f:
+      name = f'`tf2_without_loading_test.{self._testMethodName}`'
+      [row] = [line for line in f if line.startswith('|') and name in line]
+    cells = row.split(' | ')
+    self.assertIn(f'`{type(error).__name__}`', cells[1])
+    self.assertTrue(doc_generated.shows_message(cells[2], str(error)),
+                    f'docs/errors.md shows {cells[2]}; the message is {error}')
+
   def _export(self) -> str:
     root = self.create_tempdir().full_path
     return multimode_export.export_all_saved_models(
@@ -230,6 +242,7 @@ class SimpleModelTest(tf.test.TestCase):
       multimode_export.convert_to_tf2(export, os.path.join(parent, 'tf2'))
     self.assertEqual(raised.exception.export_dir_base, parent)
     self.assertEqual(os.listdir(parent), [])
+    self._assert_documented(raised.exception)
 
   def test_another_shape_is_refused_and_nothing_is_left(self):
     export = self._export()
@@ -257,6 +270,7 @@ class SimpleModelTest(tf.test.TestCase):
       multimode_export.convert_to_tf2(export, output)
     self.assertIsInstance(raised.exception, ValueError)
     self.assertEqual(os.listdir(parent), [])
+    self._assert_documented(raised.exception)
 
 
 if __name__ == '__main__':

@@ -19,7 +19,7 @@ Another writer can take their place: `_convert.convert_with(..., save_fn)`.
 """
 
 import dataclasses
-from typing import Any, Callable, List, Mapping, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Tuple
 
 import tensorflow as tf
 
@@ -67,26 +67,30 @@ def load_and_save(request: SaveRequest) -> None:
                       signatures=dict(request.signatures))
 
 
-def _carrier_variables(request: SaveRequest) -> Mapping[str, Any]:
-  """Carrier variable node -> its lifted variable.
+def _carrier_variables(request: SaveRequest) -> Mapping[str, List[Any]]:
+  """Variable node name -> the lifted variables of that name.
 
   `wrap_function` lifts each variable under its node's name, and the carrier
   mode is imported without a name scope.
   """
-  return {v.name.rsplit(':', 1)[0]: v for v in request.merged.graph.variables}
+  variables: Dict[str, List[Any]] = {}
+  for variable in request.merged.graph.variables:
+    variables.setdefault(variable.name.rsplit(':', 1)[0], []).append(variable)
+  return variables
 
 
 def _sources(request: SaveRequest) -> List[Tuple[Any, Tuple[str, str]]]:
   """(lifted variable, (checkpoint key, slice spec)) per carrier variable."""
   variables = _carrier_variables(request)
   entries = request.plan.checkpoint_entries
-  missing = sorted(set(entries) - set(variables))
-  if missing:
+  unmatched = sorted(n for n in entries if len(variables.get(n, ())) != 1)
+  if unmatched:
     raise errors.ConversionError(
-        request.source.export_dir, missing[0],
-        f'the carrier restores variable nodes {missing} that the merged '
-        f'graph does not hold as variables')
-  return [(variables[node], entry) for node, entry in sorted(entries.items())]
+        request.source.export_dir, unmatched[0],
+        f'the carrier restores variable nodes {unmatched} that the merged '
+        'graph does not hold as exactly one variable each')
+  return [(variables[node][0], entry)
+          for node, entry in sorted(entries.items())]
 
 
 def save_without_loading(request: SaveRequest) -> None:

@@ -14,10 +14,11 @@ source export and the vocabulary moved away, the same results in a fresh
 process (`tf2_consumer.py`: serving, eval, 20 `train_step` losses, serving
 after them, the TF1 loader, a re-save). On `ram://` (a custom model) both
 writers give the same tensors and serving. A checkpoint that does not match
-the graph is refused with `ConversionError`, nothing left behind.
+the graph is refused with `ConversionError`, one whose data shard is missing
+is a `PublishError`; nothing is left behind.
 """
 
-# bazel-data: :tf2_consumer
+# bazel-data: :tf2_consumer //docs:errors.md
 
 import os
 import shutil
@@ -36,6 +37,7 @@ from testing import conversion
 from testing import conversion_models
 from testing import models
 from testing import receiver_fns
+from tools import doc_generated
 
 _BUILDERS = (
     conversion_models.dnn_classifier_vocabulary,
@@ -194,13 +196,25 @@ def _rmtree_if_present(path: str) -> None:
     tf.io.gfile.rmtree(path)
 
 
-class SimpleModelTest(models.ClassRootMixin, tf.test.TestCase):
+class SimpleModelTest(tf.test.TestCase):
   """A custom model's export: to ram://, and with a mismatched checkpoint."""
 
+  def _assert_documented(self, error: Exception) -> None:
+    """docs/errors.md's row naming this test shows the exception and message."""
+    with open(os.path.join(doc_generated.ROOT, 'docs', 'errors.md'),
+              encoding='utf-8') as f:
+      name = f'`tf2_without_loading_test.{self._testMethodName}`'
+      [row] = [line for line in f if line.startswith('|') and name in line]
+    cells = row.split(' | ')
+    self.assertIn(f'`{type(error).__name__}`', cells[1])
+    self.assertTrue(doc_generated.shows_message(cells[2], str(error)),
+                    f'docs/errors.md shows {cells[2]}; the message is {error}')
+
   def _export(self) -> str:
+    root = self.create_tempdir().full_path
     return multimode_export.export_all_saved_models(
-        models.train_custom(os.path.join(self.root, 'model'), steps=2),
-        os.path.join(self.root, 'export'), receiver_fns.receiver_map())
+        models.train_custom(os.path.join(root, 'model'), steps=2),
+        os.path.join(root, 'export'), receiver_fns.receiver_map())
 
   def test_ram_filesystem(self):
     export = self._export()
@@ -215,6 +229,20 @@ class SimpleModelTest(models.ClassRootMixin, tf.test.TestCase):
         x=x)['y'].numpy() for name, path in paths.items()}
     self.assertAllEqual(served['without_loading'], served['load_and_save'])
     self.assertCountEqual(tf.io.gfile.listdir(base), list(_WRITERS))
+
+  def test_a_missing_data_shard_is_a_publish_error(self):
+    export = self._export()
+    variables = os.path.join(export, 'variables')
+    for name in os.listdir(variables):
+      if '.data-' in name:
+        os.remove(os.path.join(variables, name))
+    parent = self.create_tempdir().full_path
+    with self.assertRaisesRegex(multimode_export.PublishError,
+                                'NotFoundError: .*variables.data-') as raised:
+      multimode_export.convert_to_tf2(export, os.path.join(parent, 'tf2'))
+    self.assertEqual(raised.exception.export_dir_base, parent)
+    self.assertEqual(os.listdir(parent), [])
+    self._assert_documented(raised.exception)
 
   def test_another_shape_is_refused_and_nothing_is_left(self):
     export = self._export()
@@ -231,8 +259,7 @@ class SimpleModelTest(models.ClassRootMixin, tf.test.TestCase):
       sess.run(tf.compat.v1.global_variables_initializer())
       tf.compat.v1.train.Saver(variables).save(sess, prefix,
                                                write_meta_graph=False)
-    parent = os.path.join(self.root, 'out')
-    os.makedirs(parent)
+    parent = self.create_tempdir().full_path
     output = os.path.join(parent, 'tf2')
     wanted = list(values['w'].shape)
     wanted[0] -= 1
@@ -243,6 +270,7 @@ class SimpleModelTest(models.ClassRootMixin, tf.test.TestCase):
       multimode_export.convert_to_tf2(export, output)
     self.assertIsInstance(raised.exception, ValueError)
     self.assertEqual(os.listdir(parent), [])
+    self._assert_documented(raised.exception)
 
 
 if __name__ == '__main__':

@@ -19,10 +19,11 @@ Another writer can take their place: `_convert.convert_with(..., save_fn)`.
 """
 
 import dataclasses
-from typing import Any, Callable, List, Mapping, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Tuple
 
 import tensorflow as tf
 
+from multimode_export import _filesystem as filesystem
 from multimode_export import errors
 from multimode_export.saved_model import _format
 from multimode_export.saved_model import _without_values as without_values
@@ -66,26 +67,30 @@ def load_and_save(request: SaveRequest) -> None:
                       signatures=dict(request.signatures))
 
 
-def _carrier_variables(request: SaveRequest) -> Mapping[str, Any]:
-  """Carrier variable node -> its lifted variable.
+def _carrier_variables(request: SaveRequest) -> Mapping[str, List[Any]]:
+  """Variable node name -> the lifted variables of that name.
 
   `wrap_function` lifts each variable under its node's name, and the carrier
   mode is imported without a name scope.
   """
-  return {v.name.rsplit(':', 1)[0]: v for v in request.merged.graph.variables}
+  variables: Dict[str, List[Any]] = {}
+  for variable in request.merged.graph.variables:
+    variables.setdefault(variable.name.rsplit(':', 1)[0], []).append(variable)
+  return variables
 
 
 def _sources(request: SaveRequest) -> List[Tuple[Any, Tuple[str, str]]]:
   """(lifted variable, (checkpoint key, slice spec)) per carrier variable."""
   variables = _carrier_variables(request)
   entries = request.plan.checkpoint_entries
-  missing = sorted(set(entries) - set(variables))
-  if missing:
+  unmatched = sorted(n for n in entries if len(variables.get(n, ())) != 1)
+  if unmatched:
     raise errors.ConversionError(
-        request.source.export_dir, missing[0],
-        f'the carrier restores variable nodes {missing} that the merged '
-        f'graph does not hold as variables')
-  return [(variables[node], entry) for node, entry in sorted(entries.items())]
+        request.source.export_dir, unmatched[0],
+        f'the carrier restores variable nodes {unmatched} that the merged '
+        'graph does not hold as exactly one variable each')
+  return [(variables[node][0], entry)
+          for node, entry in sorted(entries.items())]
 
 
 def save_without_loading(request: SaveRequest) -> None:
@@ -95,15 +100,21 @@ def save_without_loading(request: SaveRequest) -> None:
     errors.ConversionError: a variable has no source entry, or its entry is
       of another dtype or shape, or is not stored as one tensor (the
       message of `without_values.WithoutValuesError` says which).
+    errors.PublishError: reading the source's files or writing the new ones
+      failed (e.g. a data shard of the source is missing).
   """
   sources = _sources(request)
   _functions.run_initializers(request.functions)
+  source_prefix = _format.variables_prefix(request.source.primary.export_dir)
   try:
     without_values.save_without_values(
-        request.root, request.path,
-        _format.variables_prefix(request.source.primary.export_dir), sources,
+        request.root, request.path, source_prefix, sources,
         signatures=dict(request.signatures))
   except without_values.WithoutValuesError as e:
-    raise errors.ConversionError(
-        request.source.export_dir, _format.variables_prefix(
-            request.source.primary.export_dir), str(e)) from e
+    raise errors.ConversionError(request.source.export_dir, source_prefix,
+                                 str(e)) from e
+  except tf.errors.OpError as e:
+    raise errors.PublishError(
+        f'writing the TF2 SavedModel over the checkpoint {source_prefix!r} '
+        f'failed: {type(e).__name__}: {e.message}',
+        filesystem.parent(request.path) or request.path) from e

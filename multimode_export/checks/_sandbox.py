@@ -23,6 +23,9 @@ import tempfile
 import time
 from typing import Optional, Tuple
 
+# The child process runs `_child` (see _BOOTSTRAP); importing it here makes it
+# a dependency, so that Bazel's sandbox and the wheel ship it with this module.
+from multimode_export.checks import _child  # pylint: disable=unused-import
 from multimode_export.checks import _report as report_lib
 from multimode_export.checks import _runs as runs
 

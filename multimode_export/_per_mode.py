@@ -147,12 +147,8 @@ def export_saved_models_per_mode(
     warmup_requests: TF Serving warmup records for the serve part (see
       `export_all_saved_models`).
     warmup_signatures: the serving signatures they warm up.
-    durable: on a local filesystem, `fsync` every file and directory of
-      the export before publishing it and the new name after, so that a
-      returned export survives a power cut or kernel crash (hard-linked
-      checkpoint files are synced too: they share the checkpoint's data).
-      False for scratch exports that need not survive one. Nothing to do
-      on object stores and `ram://` (see docs/publishing.md).
+    durable: see `export_all_saved_models` (here every mode's directory,
+      and the group's journal, is synced).
 
   Returns:
     `{mode: path}`: ModeKeys value -> published SavedModel directory.

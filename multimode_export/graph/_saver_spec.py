@@ -10,7 +10,7 @@ for an export being built and for any SavedModel being verified.
 
 import collections
 import dataclasses
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -66,10 +66,10 @@ def _full_shape_from_slice(spec: str) -> Optional[Tuple[int, ...]]:
   return tuple(int(p) for p in parts[:-1]) if len(parts) > 1 else None
 
 
-def _assigned_shape(output: str, nodes, consumers) -> Optional[Tuple[int, ...]]:
-  """Follows a restored tensor to the variable it is assigned to."""
-  frontier = [output]
-  seen = set()
+def _consumers_through_identities(output: str, consumers) -> Iterator:
+  """The nodes that read a tensor, directly or through Identity ops (which
+  are followed, not yielded), each tensor visited once."""
+  frontier, seen = [output], set()
   while frontier:
     tensor = frontier.pop()
     if tensor in seen:
@@ -78,10 +78,17 @@ def _assigned_shape(output: str, nodes, consumers) -> Optional[Tuple[int, ...]]:
     for consumer in consumers.get(tensor, ()):
       if consumer.op == 'Identity':
         frontier.append(consumer.name + ':0')
-      elif consumer.op in ('Assign', 'AssignVariableOp'):
-        target = nodes.get(graph_def_lib.node_name(consumer.input[0]))
-        if target is not None and 'shape' in target.attr:
-          return _shape_of_attr(target)
+      else:
+        yield consumer
+
+
+def _assigned_shape(output: str, nodes, consumers) -> Optional[Tuple[int, ...]]:
+  """Follows a restored tensor to the variable it is assigned to."""
+  for consumer in _consumers_through_identities(output, consumers):
+    if consumer.op in ('Assign', 'AssignVariableOp'):
+      target = nodes.get(graph_def_lib.node_name(consumer.input[0]))
+      if target is not None and 'shape' in target.attr:
+        return _shape_of_attr(target)
   return None
 
 
@@ -220,17 +227,9 @@ class RestoreTarget:
 def _target_of(output: str, nodes, consumers) -> Tuple[Optional[str],
                                                        Optional[str]]:
   """(target node, writing op) of a restored tensor, through Identity ops."""
-  frontier, seen = [output], set()
-  while frontier:
-    tensor = frontier.pop()
-    if tensor in seen:
-      continue
-    seen.add(tensor)
-    for consumer in consumers.get(tensor, ()):
-      if consumer.op == 'Identity':
-        frontier.append(consumer.name + ':0')
-      elif consumer.input:
-        return graph_def_lib.node_name(consumer.input[0]), consumer.op
+  for consumer in _consumers_through_identities(output, consumers):
+    if consumer.input:
+      return graph_def_lib.node_name(consumer.input[0]), consumer.op
   return None, None
 
 

@@ -15,33 +15,18 @@ exits non-zero when pip fails.
 
 import argparse
 import os
-import subprocess
 import sys
-import venv
+
+import cached_venv
 
 DEFAULT_VENV = '/tmp/venv-tf216'
 # Keras 3 comes with tensorflow 2.16 (its TFSMLayer is tested there too).
 REQUIREMENTS = ('tensorflow-cpu==2.16.2',)
-_STAMP = 'multimode_export-requirements.txt'
 
 
 def venv_path() -> str:
   """The venv's path: $MULTIMODE_EXPORT_TF216_VENV or /tmp/venv-tf216."""
   return os.environ.get('MULTIMODE_EXPORT_TF216_VENV') or DEFAULT_VENV
-
-
-def python_of(path: str) -> str:
-  return os.path.join(path, 'bin', 'python')
-
-
-def is_current(path: str) -> bool:
-  """Whether `path` is a venv made from `REQUIREMENTS`."""
-  try:
-    with open(os.path.join(path, _STAMP), encoding='utf-8') as f:
-      made_from = tuple(line.strip() for line in f if line.strip())
-  except FileNotFoundError:
-    return False
-  return os.path.exists(python_of(path)) and made_from == REQUIREMENTS
 
 
 def ensure_venv(path: str) -> str:
@@ -50,13 +35,7 @@ def ensure_venv(path: str) -> str:
   Raises:
     subprocess.CalledProcessError: pip failed (e.g. no package index).
   """
-  if not is_current(path):
-    venv.EnvBuilder(with_pip=True, clear=True).create(path)
-    subprocess.run([python_of(path), '-m', 'pip', 'install', '--quiet',
-                    *REQUIREMENTS], check=True, stdin=subprocess.DEVNULL)
-    with open(os.path.join(path, _STAMP), 'w', encoding='utf-8') as f:
-      f.write('\n'.join(REQUIREMENTS) + '\n')
-  return python_of(path)
+  return cached_venv.ensure(path, REQUIREMENTS)
 
 
 def main(argv=None) -> int:

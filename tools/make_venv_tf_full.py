@@ -13,47 +13,18 @@ Prints the venv's python; exits non-zero when pip fails.
 
 import argparse
 import os
-import subprocess
 import sys
-import venv
+
+import cached_venv
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REQUIREMENTS = os.path.join(REPO_ROOT, 'tools', 'requirements-tf-full.txt')
 DEFAULT_VENV = '/tmp/venv-tf-full'
-# The requirements the venv was made from, kept inside it.
-_STAMP = 'multimode_export-requirements.txt'
 
 
 def venv_path() -> str:
   """The venv's path: $MULTIMODE_EXPORT_TF_FULL_VENV or /tmp/venv-tf-full."""
   return os.environ.get('MULTIMODE_EXPORT_TF_FULL_VENV') or DEFAULT_VENV
-
-
-def python_of(path: str) -> str:
-  """The interpreter of the venv at `path`."""
-  return os.path.join(path, 'bin', 'python')
-
-
-def _requirements(path: str) -> list:
-  """The requirement lines of a requirements file ([] if there is none)."""
-  try:
-    with open(path, encoding='utf-8') as f:
-      lines = [line.split('#', 1)[0].strip() for line in f]
-  except FileNotFoundError:
-    return []
-  return [line for line in lines if line]
-
-
-def is_current(path: str) -> bool:
-  """Whether `path` is a venv made from the current requirements."""
-  return (os.path.exists(python_of(path)) and
-          _requirements(os.path.join(path, _STAMP)) ==
-          _requirements(REQUIREMENTS))
-
-
-def _pip(path: str, *args: str) -> None:
-  subprocess.run([python_of(path), '-m', 'pip', 'install', '--quiet', *args],
-                 check=True, stdin=subprocess.DEVNULL)
 
 
 def ensure_venv(path: str) -> str:
@@ -62,14 +33,12 @@ def ensure_venv(path: str) -> str:
   Raises:
     subprocess.CalledProcessError: pip failed (e.g. no package index).
   """
-  if not is_current(path):
-    venv.EnvBuilder(with_pip=True, clear=True).create(path)
-    _pip(path, '-r', REQUIREMENTS)
-    with open(os.path.join(path, _STAMP), 'w', encoding='utf-8') as f:
-      f.write('\n'.join(_requirements(REQUIREMENTS)) + '\n')
+  python = cached_venv.ensure(
+      path, cached_venv.requirement_lines(REQUIREMENTS))
   # The venv's own setuptools builds it: nothing more to download.
-  _pip(path, '--no-deps', '--no-build-isolation', '--editable', REPO_ROOT)
-  return python_of(path)
+  cached_venv.pip_install(path, '--no-deps', '--no-build-isolation',
+                          '--editable', REPO_ROOT)
+  return python
 
 
 def main(argv=None) -> int:

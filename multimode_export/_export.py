@@ -20,12 +20,15 @@ from absl import logging
 from multimode_export import _filesystem as filesystem
 from multimode_export import _options
 from multimode_export import _plan
+from multimode_export import _tf_private
 from multimode_export import errors
 from multimode_export.checks import _warmup as warmup_lib
 from multimode_export.saved_model import _assets_extra as assets_extra_lib
 from multimode_export.publishing import _fixed_dir as target_dir
+from multimode_export.publishing import _layout as layout
 from multimode_export.publishing import _staging as publish
 from multimode_export.saved_model import _writer as saved_model_writer
+from multimode_export.tf2 import _convert as tf2_convert
 
 
 @contextlib.contextmanager
@@ -59,6 +62,30 @@ def verify_staged(path: str) -> None:
   if not report.ok:
     raise errors.VerificationError(
         f'the export failed verification, not published:\n{report}', report)
+
+
+_TF2_SCRATCH = '.tf2-scratch'
+
+
+def write_tf2_form(staged: str, into: str) -> None:
+  """Writes the TF2 form of the staged export `staged` to `into`.
+
+  Raises:
+    errors.ConversionError: the export cannot be carried over (nothing is
+      published).
+  """
+  # Called by the exporter while the training graph is the finalized default
+  # graph: the converter runs eagerly, beside a graph of its own.
+  # The converter publishes into a directory it locks, and `into` is locked
+  # by the export's own staging: it converts in a scratch directory inside
+  # `into`, whose result is then renamed into place.
+  scratch = filesystem.join(into, _TF2_SCRATCH)
+  filesystem.makedirs(scratch)
+  with tf.Graph().as_default(), _tf_private.eager_mode():
+    converted = tf2_convert.convert_to_tf2(
+        staged, filesystem.join(scratch, layout.TF2_FORM_DIR))
+  tf.io.gfile.rename(converted, filesystem.join(into, layout.TF2_FORM_DIR))
+  tf.io.gfile.rmtree(scratch)
 
 
 def write_options(plan: _plan.ExportPlan,
@@ -100,6 +127,8 @@ def write_plan(plan: _plan.ExportPlan, options: _options.ExportOptions) -> str:
       write_warmup(plan, staging.path)
     if options.verify:
       verify_staged(staging.path)
+    if options.tf2:
+      write_tf2_form(staging.path, staging.path)
     # A failure while publishing is a PublishError too, not a raw OSError.
     with write_errors_as_publish_error(base):
       if plan.export_dir is not None:

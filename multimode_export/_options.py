@@ -31,6 +31,8 @@ class ExportOptions:
     raw_signatures: add `raw:<key>` signatures to the serve graph.
     warmup_requests: True or a list of inputs for TF Serving warmup records.
     warmup_signatures: the serving signatures the records warm up.
+    tf2: also write the export's TF2 form (`convert_to_tf2`) into it
+      before publishing (see `publishing/_layout.TF2_FORM_DIR`).
     durable: on a local filesystem, sync the export before and after
       publishing it, so that it survives a machine crash.
     chunk_bytes: memory bound of a streamed `variables/` (internal tuning,
@@ -49,6 +51,7 @@ class ExportOptions:
   raw_signatures: bool = False
   warmup_requests: Any = None
   warmup_signatures: Optional[Sequence[str]] = None
+  tf2: bool = False
   durable: bool = True
   chunk_bytes: int = 256 << 20
 

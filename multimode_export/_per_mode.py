@@ -69,6 +69,10 @@ def write_plan_per_mode(plan: _plan.ExportPlan,
           export_lib.write_warmup(plan, path)
       if options.verify:
         export_lib.verify_staged(path)
+    if options.tf2:  # into the mode directory published last
+      export_lib.write_tf2_form(
+          staging.path,
+          filesystem.join(staging.path, names[plan.graphs[-1].mode]))
     if plan.export_dir is not None:
       target_dir.publish_to(staging, plan.export_dir, plan.overwrite)
       return {mode: filesystem.join(plan.export_dir, name)

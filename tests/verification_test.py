@@ -265,9 +265,13 @@ class VerifyBadExportsTest(models.ClassRootMixin, tf.test.TestCase):
         _names(report, ['serve']),
         ['safety', 'saver', 'tf1_load', 'tf1_signature:length',
          'tf1_signature:serving_default', 'tf2_load', 'tf2_signature:length',
-         'tf2_signature:serving_default'])
+         'tf2_signature:serving_default', 'tf2_function:length',
+         'tf2_function:predict'])
     self.assertIn("text: b''[2]",
                   _check(report, 'tf1_signature:length', ('serve',)).detail)
+    # Loaded without tags, each root function run once.
+    self.assertIn('loaded without tags',
+                  _check(report, 'tf2_load', ('serve',)).detail)
 
   def test_bad_argument_type(self):
     with self.assertRaisesRegex(TypeError, 'export_dir: expected str'):

@@ -21,6 +21,7 @@ from multimode_export.graph import _graph_def as graph_def_lib
 from multimode_export.graph import _saver_spec as saver_spec
 from multimode_export.publishing import _layout as layout
 from multimode_export.saved_model import _format
+from multimode_export.saved_model import _object_graph
 from multimode_export.variables import _checkpoint as checkpoint
 
 _MAX_LISTED_VARIABLES = 50
@@ -71,6 +72,7 @@ class MetaGraphSummary:
       `eval` signature has a `tfma/version` input), the TFMA version that
       built it ('unknown' if that input is not a constant); else None.
     safety: what the safety scan refuses in it (see `verify`).
+    functions: the root object's functions (TF2 object-based SavedModels).
   """
   tags: Tuple[str, ...]
   num_ops: int
@@ -81,6 +83,7 @@ class MetaGraphSummary:
   restored: Optional[Tuple[str, ...]]
   tfma: Optional[str] = None
   safety: Tuple[findings_lib.Finding, ...] = ()
+  functions: Tuple[_object_graph.ObjectFunction, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,7 +182,8 @@ def _meta_graph(meta_graph_def, scan: findings_lib.ScanResult
       assets=_format.asset_files(meta_graph_def),
       restored=restored,
       tfma=_tfma_version(meta_graph_def),
-      safety=scan.refused)
+      safety=scan.refused,
+      functions=_object_graph.root_functions(meta_graph_def))
 
 
 def _nbytes(dtype: tf.dtypes.DType, shape: Sequence[int]) -> Optional[int]:
@@ -289,6 +293,7 @@ def _format_meta_graph(meta: MetaGraphSummary, total_variables: int
     lines.append(f'  TFMA-ready eval graph (signature {_TFMA_SIGNATURE_KEY!r}), '
                  f'built by TFMA {meta.tfma}')
   lines.extend(f'  safety: {finding}' for finding in meta.safety)
+  lines.extend(f'  TF2 function {f.describe()}' for f in meta.functions)
   for sig in meta.signatures:
     lines.append(f'  signature {sig.key!r}  {sig.method_name or "(no method)"}')
     rows = [[direction, t.key, t.dtype, t.shape, t.name]

@@ -17,11 +17,13 @@ import tensorflow as tf
 
 from multimode_export import _tf_private
 from multimode_export import loading
+from multimode_export.checks import _object_functions as object_functions
 from multimode_export.checks import _report as report_lib
 from multimode_export.checks import _serving_checks as serving_checks
 from multimode_export.checks import _synthetic_inputs as synthetic_inputs
 from multimode_export.checks import _wording as wording
 from multimode_export.saved_model import _format
+from multimode_export.saved_model import _object_graph
 
 _TRAINING_METHOD = 'tensorflow/supervised/training'
 # SavedModels written by tf.saved_model.save keep their init op here.
@@ -99,6 +101,9 @@ class Graph:
   tags: Tuple[str, ...]
   index: synthetic_inputs.GraphIndex
   feeds: Dict[str, Dict[str, object]]  # signature key -> input feeds
+  # The root object's functions: a TF2 object-based SavedModel, loaded
+  # without tags, whose functions run once each (else ()).
+  functions: Tuple[_object_graph.ObjectFunction, ...] = ()
 
   @property
   def signatures(self):
@@ -120,7 +125,8 @@ def prepare(export_dir: str, meta_graph_def,
     except synthetic_inputs.UnsupportedInputError as e:
       recorder.fail(f'inputs:{key}', tags,
                     f'cannot build synthetic inputs: {e}')
-  return Graph(export_dir, meta_graph_def, tags, index, feeds)
+  return Graph(export_dir, meta_graph_def, tags, index, feeds,
+               _object_graph.root_functions(meta_graph_def))
 
 
 def _run_train_step(session, graph: Graph) -> str:
@@ -193,17 +199,30 @@ def verify_tf1(graph: Graph, run_train_step: bool,
                    lambda: _run_train_step(session, graph))
 
 
+def _load(graph: Graph):
+  """The loaded SavedModel (without tags for a TF2 object) and a summary."""
+  if graph.functions:
+    loaded = tf.saved_model.load(graph.export_dir)
+    names = ', '.join(f.name for f in graph.functions)
+    return loaded, (f'loaded without tags: '
+                    f'{wording.count(len(loaded.signatures), "signature")}, '
+                    f'{wording.count(len(graph.functions), "function")} '
+                    f'({names})')
+  loaded = loading.load_tag_set(graph.export_dir, graph.tags)
+  if isinstance(loaded, loading.ImportedGraph):
+    return loaded, (
+        'a signature lists one tensor under several input keys, which '
+        'tf.saved_model.load cannot load: imported with wrap_function, '
+        f'{wording.count(len(loaded.variables), "variable")}')
+  return loaded, wording.count(len(loaded.signatures), 'signature')
+
+
 def _load_and_run_tf2(graph: Graph, recorder: report_lib.Recorder) -> None:
   holder = {}
 
   def load():
-    loaded = loading.load_tag_set(graph.export_dir, graph.tags)
-    holder['loaded'] = loaded
-    if isinstance(loaded, loading.ImportedGraph):
-      return ('a signature lists one tensor under several input keys, which '
-              'tf.saved_model.load cannot load: imported with wrap_function, '
-              f'{wording.count(len(loaded.variables), "variable")}')
-    return wording.count(len(loaded.signatures), 'signature')
+    holder['loaded'], detail = _load(graph)
+    return detail
 
   if not recorder.run('tf2_load', graph.tags, load):
     return
@@ -211,6 +230,11 @@ def _load_and_run_tf2(graph: Graph, recorder: report_lib.Recorder) -> None:
     recorder.run(f'tf2_signature:{key}', graph.tags,
                  lambda k=key: _run_tf2_signature(
                      holder['loaded'], k, graph.signatures[k], graph.feeds[k]))
+  fallback = object_functions.signature_fallback(graph.feeds)
+  for function in graph.functions:
+    recorder.run(f'tf2_function:{function.name}', graph.tags,
+                 lambda n=function.name: object_functions.run_function(
+                     holder['loaded'], n, fallback))
 
 
 def verify_tf2(graph: Graph, recorder: report_lib.Recorder) -> None:

@@ -42,7 +42,10 @@ _POINTER_BYTES = 8  # per element of a numpy object array
 _PASSTHROUGH_OPS = frozenset(
     ('Identity', 'Reshape', 'ExpandDims', 'Squeeze', 'IdentityN'))
 _PARSE_OPS = frozenset(('ParseExample', 'ParseExampleV2', 'ParseSingleExample'))
-_MAX_DEPTH = 4
+# Ops calling a function of the library (attribute `f`): a TF2 SavedModel's
+# signatures call the function that parses.
+_CALL_OPS = frozenset(('StatefulPartitionedCall', 'PartitionedCall'))
+_MAX_DEPTH = 6
 _RAGGED = struct_pb2.TypeSpecProto.RAGGED_TENSOR_SPEC
 
 
@@ -122,13 +125,35 @@ def _parse_features(node, nodes) -> List[ExampleFeature]:
 class GraphIndex:
   """Nodes and consumers of one GraphDef, for finding an input's parser."""
 
-  def __init__(self, graph_def):
-    self.nodes = graph_def_lib.node_index(graph_def)
+  def __init__(self, graph_def, library=None):
+    """Indexes `graph_def` (a GraphDef, or a FunctionDef given `library`)."""
+    if library is None:
+      library = {f.signature.name: f for f in graph_def.library.function}
+      nodes = graph_def.node
+    else:
+      nodes = graph_def.node_def
+    self._library = library
+    self._functions: Dict[str, 'GraphIndex'] = {}
+    self.nodes = graph_def_lib.NodeIndex(nodes)
     self.consumers = collections.defaultdict(list)
-    for node in graph_def.node:
+    for node in nodes:
       for inp in graph_def_lib.inputs_of(node):
         if not inp.startswith('^'):
           self.consumers[graph_def_lib.node_name(inp)].append(node)
+
+  def _called(self, call, name: str):
+    """(index, argument) of the function `call` passes tensor `name` to."""
+    function = self._library.get(call.attr['f'].func.name)
+    if function is None:
+      return
+    if function.signature.name not in self._functions:
+      self._functions[function.signature.name] = GraphIndex(
+          function, self._library)
+    index = self._functions[function.signature.name]
+    args = function.signature.input_arg
+    for position, inp in enumerate(call.input):
+      if graph_def_lib.node_name(inp) == name and position < len(args):
+        yield index, args[position].name
 
   def example_features(self, tensor_name: str
                       ) -> Optional[List[ExampleFeature]]:
@@ -142,24 +167,27 @@ class GraphIndex:
       UnsupportedInputError: a parser was found but its keys are not
         readable constants.
     """
-    frontier = [(graph_def_lib.node_name(tensor_name), 0)]
+    frontier = [(self, graph_def_lib.node_name(tensor_name), 0)]
     seen = set()
     parsers = []
     while frontier:
-      name, depth = frontier.pop()
-      if name in seen or depth > _MAX_DEPTH:
+      index, name, depth = frontier.pop()
+      if (id(index), name) in seen or depth > _MAX_DEPTH:
         continue
-      seen.add(name)
-      for consumer in self.consumers.get(name, ()):
+      seen.add((id(index), name))
+      for consumer in index.consumers.get(name, ()):
         if consumer.op in _PARSE_OPS:
-          parsers.append(consumer)
+          parsers.append((index, consumer))
         elif consumer.op in _PASSTHROUGH_OPS:
-          frontier.append((consumer.name, depth + 1))
+          frontier.append((index, consumer.name, depth + 1))
+        elif consumer.op in _CALL_OPS:
+          frontier.extend((called, arg, depth + 1)
+                          for called, arg in index._called(consumer, name))  # pylint: disable=protected-access
     if not parsers:
       return None
     features: Dict[str, ExampleFeature] = {}
-    for parser in parsers:
-      for feature in _parse_features(parser, self.nodes):
+    for index, parser in parsers:
+      for feature in _parse_features(parser, index.nodes):
         features.setdefault(feature.key, feature)
     return list(features.values())
 

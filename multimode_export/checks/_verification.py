@@ -40,6 +40,11 @@ and for each MetaGraphDef (tag set):
 - `tf2_signature:<key>`: each signature of the TF2 object runs; one with
   sparse, ragged or repeated inputs (or none in the TF2 object) is pruned
   from the loaded graph with each input tensor fed once.
+- `tf2_function:<name>`: for a TF2 object-based SavedModel (one MetaGraphDef
+  whose object graph's root has functions: `tf.saved_model.save`'s and
+  `convert_to_tf2`'s), `tf2_load` loads it without tags and each root
+  function (`train_step`, `eval_update`, ...) runs once on synthetic inputs
+  (`_object_functions`).
 
 A check that fails stops only the checks that depend on it. The loads and
 runs (`_runs`) happen in a child process (`_sandbox`), tag set by tag set,

@@ -140,7 +140,8 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
       warmup_signatures: Optional[Sequence[str]] = None,
       reuse_graphs: bool = True,
       export_dir_base: Optional[filesystem.PathLike] = None,
-      durable: bool = True):
+      durable: bool = True,
+      tf2: bool = False):
     """Creates the exporter; validates every argument.
 
     Args:
@@ -188,12 +189,22 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
         each exporter its own. Checked here without I/O (type, bucket, a
         registered filesystem scheme).
       durable: see `export_all_saved_models`.
+      tf2: also write each export's TF2 form (`convert_to_tf2`: one
+        SavedModel that TensorFlow 2.16+ and Keras 3 load without tags) into
+        `<export>/tf2/`, where `<export>` is the path `export` returns (the
+        version directory; per-mode, the mode directory published last,
+        `serve/<version>` when PREDICT is exported). It is written before
+        the export is published, appears with it and is garbage-collected
+        with it; loaders, model servers and the version scanner ignore it.
+        `export` raises `ConversionError` (nothing published) for a model
+        the converter refuses.
 
     Raises:
       TypeError: an argument has the wrong type.
       ValueError: `name` is empty, `exports_to_keep` is not positive,
         `compare_fn` has the wrong parameters, `tags` is malformed, or
-        `layout` is neither 'shared' nor 'per_mode'.
+        `layout` is neither 'shared' nor 'per_mode', or `tf2=True` with
+        `tags` other than the default tag sets.
       ExportDirError: `export_dir_base` is empty, a URL without a bucket, or
         on a filesystem TensorFlow has not registered.
       InvalidModeError, ReceiverError, AssetsExtraError: as
@@ -202,6 +213,7 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
     self._settings = settings_lib.settings_from_arguments(
         name, input_receiver_fn_map, exports_to_keep, compare_fn,
         event_file_pattern, tags, layout, reuse_graphs, export_dir_base)
+    settings_lib.check_tf2(tf2, self._settings.tags)
     assets_extra_lib.normalize(assets_extra)
     distribution.warn_about_setup(name)
     self._options = _options.ExportOptions.from_arguments(dict(
@@ -257,6 +269,8 @@ class MultiModeExporter(tf.estimator.Exporter, abc.ABC):
 
     Raises:
       multimode_export.ExportError: the export failed (nothing published).
+      multimode_export.ConversionError: `tf2=True` and the converter refuses
+        the model (nothing published).
     """
     del is_the_final_export
     settings = self._settings

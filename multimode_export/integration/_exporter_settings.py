@@ -157,6 +157,23 @@ def _check_scalars(exports_to_keep, layout, event_file_pattern,
                     f'{reuse_graphs!r}')
 
 
+def check_tf2(tf2: object, tags: Optional[Mapping[str, object]]) -> None:
+  """Validates `tf2`: a bool; True needs the default tag sets.
+
+  `convert_to_tf2` tells the modes apart by their default tags.
+  """
+  if not isinstance(tf2, bool):
+    raise TypeError(f'tf2: expected True or False, got {tf2!r}')
+  if not tf2 or tags is None:
+    return
+  changed = {mode: sorted(tags[mode]) for mode in sorted(tags)
+             if sorted(tags[mode]) != sorted(modes_lib.DEFAULT_TAGS[mode])}
+  if changed:
+    raise ValueError(
+        f'tags: tf2=True needs the default tag sets, which convert_to_tf2 '
+        f'tells the modes apart by; got {changed!r}')
+
+
 def settings_from_arguments(
     name: str,
     input_receiver_fn_map: Mapping[str, Callable[[], object]],

@@ -16,6 +16,13 @@ where the mode directories are `MODE_DIRS`: `train`, `eval` and `serve`, so
 that `<export_dir_base>/serve` can be handed as-is to a model server that
 polls a directory for numbered versions.
 
+An export may carry its TF2 form (`MultiModeExporter(tf2=True)`, the
+result of `convert_to_tf2`) in `TF2_FORM_DIR` inside the version directory:
+`<version>/tf2/` in the shared layout, and in the per-mode layout inside the
+mode directory published last (`serve/<version>/tf2/` when PREDICT is
+exported). SavedModel loaders, model servers and the version scanner do not
+look into it, and it is published and deleted with its export.
+
 `find_layout` is the one function the exporter, the CLI and the verifier call
 to find out which layout a path holds and where its SavedModels are.
 """
@@ -44,6 +51,8 @@ MODE_DIRS: Dict[str, str] = {
 _DIR_MODES = {d: m for m, d in MODE_DIRS.items()}
 
 SHARED = 'shared'
+# The TF2 form of an export, inside its (last mode's) SavedModel directory.
+TF2_FORM_DIR = 'tf2'
 PER_MODE = 'per_mode'
 
 

@@ -6,10 +6,11 @@ is kept inside it, `multimode_export-requirements.txt`) and remade from
 scratch otherwise.
 """
 
+import argparse
 import os
 import subprocess
 import venv
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 # The requirements the venv was made from, kept inside it.
 _STAMP = 'multimode_export-requirements.txt'
@@ -61,3 +62,14 @@ def ensure(path: str, requirements: Sequence[str]) -> str:
     with open(os.path.join(path, _STAMP), 'w', encoding='utf-8') as f:
       f.write('\n'.join(requirements) + '\n')
   return python_of(path)
+
+
+def main(doc: str, default_path: str, ensure_venv: Callable[[str], str],
+         argv: Optional[Sequence[str]] = None) -> int:
+  """The scripts' command line: `[--venv DIR]`; prints the venv's python."""
+  parser = argparse.ArgumentParser(description=doc.split('\n')[0])
+  parser.add_argument('--venv', default=None,
+                      help=f'the venv to make (default: {default_path})')
+  args = parser.parse_args(argv)
+  print(ensure_venv(args.venv or default_path))
+  return 0

@@ -11,7 +11,6 @@ editable and without dependencies (they are all in the requirements file).
 Prints the venv's python; exits non-zero when pip fails.
 """
 
-import argparse
 import os
 import sys
 
@@ -42,12 +41,7 @@ def ensure_venv(path: str) -> str:
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--venv', default=None,
-                      help=f'the venv to make (default: {venv_path()})')
-  args = parser.parse_args(argv)
-  print(ensure_venv(args.venv or venv_path()))
-  return 0
+  return cached_venv.main(__doc__, venv_path(), ensure_venv, argv)
 
 
 if __name__ == '__main__':
